@@ -22,7 +22,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check dlfd_core app.py tests scripts
 
 bench: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m dlfd_core bench-faces
+	HF_HUB_OFFLINE=1 $(PY) -m dlfd_core data --summary --no-cache
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

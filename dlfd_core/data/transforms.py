@@ -18,6 +18,8 @@ def crops_to_tensor(crops: np.ndarray | torch.Tensor, size: int | None = None) -
         crops: aligned face crops, RGB, channels last.
         size: output side in pixels; ``None`` keeps the crop size. Resizing is bilinear with antialiasing.
     """
+    if isinstance(crops, np.ndarray) and not crops.flags.writeable:
+        crops = np.array(crops)  # torch refuses to wrap read-only arrays without a warning
     tensor = torch.as_tensor(crops)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)
