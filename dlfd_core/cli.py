@@ -1,8 +1,10 @@
 """The ``python -m dlfd_core`` command line.
 
 Commands:
-    data     load a face dataset, detect and align every face (cached), print a summary.
-    split    make a seeded split of a dataset and save it as JSON.
+    data      load a face dataset, detect and align every face (cached), print a summary.
+    split     make a seeded split of a dataset and save it as JSON.
+    train     train the original model (or the gold model with --gold) on a split and save it.
+    evaluate  evaluate a model (and the gold model) on a split: a table on stdout, JSON with --json.
 
 Each command turns :class:`~dlfd_core.errors.DLFDError` into a one-line message and exit code 2.
 """
@@ -122,6 +124,167 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_SPLIT = "assets/splits/orl_seed0.json"
+DEFAULT_MODEL = "assets/models/orl_dlib_resnet_original.safetensors"
+
+
+def _repo_path(relative: str) -> str:
+    from .paths import REPO_ROOT
+
+    return str(REPO_ROOT / relative)
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments that choose a split and, optionally, what to forget."""
+    parser.add_argument("--split", metavar="PATH", help=f"split JSON (default: {DEFAULT_SPLIT} for ORL, else seed 0)")
+    forget = parser.add_mutually_exclusive_group()
+    forget.add_argument("--forget-identities", metavar="IDS", help="comma-separated identities to forget, e.g. s3,s17")
+    forget.add_argument("--forget-instances", metavar="N", type=int, help="forget N random training images")
+    parser.add_argument("--forget-seed", type=int, default=0, help="seed of the --forget-instances draw")
+
+
+def load_split_from_args(args: argparse.Namespace, dataset: Any, aligned: Any) -> Any:
+    """The split (with its forget set) that the arguments of :func:`add_split_arguments` choose."""
+    from .data import load_split, make_split, validate_split, with_forget_identities, with_forget_instances
+
+    usable = aligned.usable_dataset(dataset)
+    if args.split:
+        split = load_split(args.split)
+    elif dataset.name == "orl" and not (getattr(args, "folder", None) or getattr(args, "hub", None)):
+        split = load_split(_repo_path(DEFAULT_SPLIT))
+    else:
+        split = make_split(usable, seed=0)
+    if args.forget_identities:
+        split = with_forget_identities(split, [s.strip() for s in args.forget_identities.split(",") if s.strip()])
+    elif args.forget_instances:
+        split = with_forget_instances(split, args.forget_instances, seed=args.forget_seed)
+    validate_split(split, usable)
+    return split
+
+
+def _environment() -> dict[str, Any]:
+    import platform
+
+    import numpy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from .data import align_dataset, split_to_dict
+    from .models import load_model, save_model
+    from .train import default_config, train_on_split
+
+    dataset = load_dataset_from_args(args)
+    aligned = align_dataset(dataset)
+    split = load_split_from_args(args, dataset, aligned)
+    config = default_config(args.backbone)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, epochs=args.epochs)
+    which = "gold" if args.gold else "original"
+    result = train_on_split(
+        aligned,
+        split,
+        which=which,
+        backbone=args.backbone,
+        config=config,
+        seed=args.seed,
+        progress=_progress_printer(f"training {which}"),
+    )
+    metadata = {
+        "kind": which,
+        "dataset": dataset.name,
+        "split": split_to_dict(split),
+        "seed": args.seed,
+        "train_config": config.to_dict(),
+        "history": list(result.history),
+        "seconds": result.seconds,
+        "environment": _environment(),
+    }
+    save_model(result.model, args.out, metadata=metadata, delta=result.model.pretrained)
+    last = result.history[-1]
+    print(
+        f"trained {which} model ({args.backbone}, {split.num_classes} classes) in {result.seconds:.1f} s: "
+        f"final epoch loss {last['loss']:.4f}, train acc {last['train_acc']:.3f} -> {args.out}"
+    )
+    if args.compare:
+        reference = load_model(args.compare)
+        mine = result.model.state_dict()
+        diff = max(float((mine[k] - v).abs().max()) for k, v in reference.state_dict().items())
+        identical = all(torch.equal(mine[k], v) for k, v in reference.state_dict().items())
+        verdict = "identical" if identical else "differs"
+        print(f"compared with {args.compare}: max abs parameter difference {diff:.3g} ({verdict})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import align_dataset
+    from .evaluate import format_table
+    from .evaluate.evaluate import evaluate_model
+    from .models import load_model
+    from .train import train_on_split
+
+    dataset = load_dataset_from_args(args)
+    aligned = align_dataset(dataset)
+    split = load_split_from_args(args, dataset, aligned)
+    model = load_model(args.model or _repo_path(DEFAULT_MODEL))
+    reports = {}
+    timings = {}
+    gold_outputs = None
+    if args.gold or args.train_gold:
+        if args.gold:
+            gold_model = load_model(args.gold)
+        else:
+            result = train_on_split(
+                aligned,
+                split,
+                which="gold",
+                backbone=model.backbone_name,
+                seed=args.seed,
+                progress=_progress_printer("training gold"),
+            )
+            gold_model = result.model
+            timings["gold_train_seconds"] = result.seconds
+        t0 = time.perf_counter()
+        reports["gold"], gold_outputs = evaluate_model(gold_model, aligned, split, seed=args.seed)
+        timings["gold_eval_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reports["model"], _ = evaluate_model(model, aligned, split, gold=gold_outputs, seed=args.seed)
+    timings["eval_seconds"] = time.perf_counter() - t0
+    reports = {"model": reports["model"], **({"gold": reports["gold"]} if "gold" in reports else {})}
+    print(format_table(reports))
+    print(" ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    if args.json:
+        payload = {
+            "split": {
+                "dataset": split.dataset,
+                "seed": split.seed,
+                "forget_mode": split.forget_mode,
+                "forget_identities": list(split.forget_identities),
+                "forget_keys": len(split.forget_keys),
+            },
+            "timings": timings,
+            "environment": _environment(),
+            **{name: report.to_json() for name, report in reports.items()},
+        }
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlfd_core", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -145,6 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--forget-instances", metavar="N", type=int, help="forget N random training images")
     p.add_argument("--out", required=True, metavar="PATH")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="train the original model (or the gold model) on a split")
+    add_dataset_arguments(p)
+    add_split_arguments(p)
+    p.add_argument("--backbone", default="dlib_resnet", help="dlib_resnet (pretrained, default) or resnet18 (scratch)")
+    p.add_argument("--gold", action="store_true", help="train the gold model: the retain set only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    p.add_argument("--out", required=True, metavar="PATH", help="where to save the model (.safetensors)")
+    p.add_argument("--compare", metavar="PATH", help="report the largest parameter difference to this model file")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model (and the gold model) on a split")
+    add_dataset_arguments(p)
+    add_split_arguments(p)
+    p.add_argument("--model", metavar="PATH", help=f"model file (default: {DEFAULT_MODEL})")
+    gold = p.add_mutually_exclusive_group()
+    gold.add_argument("--gold", metavar="PATH", help="the gold model's file, for the alignment metrics")
+    gold.add_argument("--train-gold", action="store_true", help="train the gold model now (same recipe, retain set)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' subsampling and the gold training")
+    p.add_argument("--json", metavar="PATH", help="write the reports as JSON")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -77,8 +77,10 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("mia_balanced_acc", "target", 0.5, "Loss-based attack accuracy on equal-sized sides; 0.5 is chance."),
     MetricSpec("mia_auc", "target", 0.5, "ROC AUC of the loss-based attack; 0.5 is chance."),
     MetricSpec("mia_balanced_auc", "target", 0.5, "ROC AUC of the balanced loss-based attack; 0.5 is chance."),
-    MetricSpec("forgetting_score", "lower", None, "DLFD forgetting score |MIA - 0.5|; 0 is best."),
-    MetricSpec("nomus", "higher", None, "DLFD NoMUS: (test accuracy + 1 - 2 * forgetting score) / 2."),
+    MetricSpec("forgetting_score", "lower", None, "DLFD forgetting score |MIA - 0.5|, balanced attack; 0 is best."),
+    MetricSpec("nomus", "higher", None, "DLFD NoMUS: (test accuracy + 1 - 2 * forgetting score) / 2, balanced attack."),
+    MetricSpec("forgetting_score_unbalanced", "lower", None, "Forgetting score from the paper's unbalanced attack."),
+    MetricSpec("nomus_unbalanced", "higher", None, "NoMUS from the paper's unbalanced attack."),
     MetricSpec("label_free_mia_acc", "target", 0.5, "Confidence/entropy attack accuracy (no labels); 0.5 is chance."),
     MetricSpec("label_free_mia_auc", "target", 0.5, "ROC AUC of the confidence/entropy attack; 0.5 is chance."),
     # identity leakage in the embedding

@@ -251,7 +251,19 @@ def _tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: FaceClassifier, path: str | os.PathLike[str], *, metadata: Mapping[str, Any]) -> Path:
+def _pretrained_backbone_state(model: FaceClassifier) -> dict[str, torch.Tensor]:
+    """The state dict (with ``backbone.`` prefixes) of the model's backbone as freshly loaded pretrained."""
+    base = create_backbone(model.backbone_name, pretrained=True, **model.backbone_kwargs)
+    return {f"backbone.{k}": v for k, v in base.state_dict().items()}
+
+
+def save_model(
+    model: FaceClassifier,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any],
+    delta: bool = False,
+) -> Path:
     """Save ``model`` (weights, config, ``metadata``) to one ``.safetensors`` file, atomically.
 
     The file is written to a temporary name in the same folder, synced, then renamed over ``path``; a failure
@@ -262,6 +274,8 @@ def save_model(model: FaceClassifier, path: str | os.PathLike[str], *, metadata:
         path: destination file (its folder is created if needed).
         metadata: JSON-serialisable caller data (method, seeds, metrics, ...), returned by :func:`load_model`
             as ``model.metadata``.
+        delta: store only the tensors that differ from the pretrained backbone (plus the head); loading rebuilds
+            the rest from the bundled pretrained weights. Keeps fine-tuned models small. Needs a pretrained model.
 
     Returns:
         The path written.
@@ -278,7 +292,13 @@ def save_model(model: FaceClassifier, path: str | os.PathLike[str], *, metadata:
     except (TypeError, ValueError) as exc:
         raise ModelConfigError(f"metadata is not JSON-serialisable: {exc}") from exc
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if delta:
+        if not model.pretrained:
+            raise ModelConfigError("delta=True needs a model on a pretrained backbone")
+        base = _pretrained_backbone_state(model)
+        tensors = {k: v for k, v in tensors.items() if k not in base or not torch.equal(base[k], v)}
     header = {
+        "delta": "pretrained" if delta else "none",
         "format": FORMAT_NAME,
         "config": json.dumps(config),
         "metadata": metadata_json,
@@ -363,7 +383,14 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     except (KeyError, ValueError, DLFDError) as exc:
         raise WeightsError(f"{file} has an unusable model config: {exc}") from exc
     try:
-        model.load_state_dict(tensors, strict=True)
+        if header.get("delta") == "pretrained":
+            base = _pretrained_backbone_state(model)
+            unknown = sorted(set(tensors) - set(model.state_dict()))
+            if unknown:
+                raise RuntimeError(f"unexpected tensors {unknown[:5]}")
+            model.load_state_dict({**base, **tensors}, strict=True)
+        else:
+            model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{file} does not fit its own config ({config.get('backbone')!r}): {exc}") from exc
     model.metadata = dict(metadata) if isinstance(metadata, dict) else {}

@@ -178,6 +178,13 @@ class DlibResNet(nn.Module):
             nn.init.constant_(block.conv2.scale.weight, branch_gain)
         nn.init.normal_(self.fc.weight, std=1.0 / math.sqrt(self.fc.in_features))
 
+    def last_stage_parameters(self) -> list[nn.Parameter]:
+        """The parameters fine-tuned by the default recipe: the last residual block and the projection.
+
+        They hold about a fifth of the weights; the earlier blocks' generic filters stay as dlib trained them.
+        """
+        return [*self.blocks["conv256_down_out"].parameters(), *self.fc.parameters()]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The spatially averaged 256-d trunk output for an input in ``[0, 1]``: ``[B, 3, S, S] -> [B, 256]``."""
         if x.ndim != 4 or x.shape[1] != 3:
