@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +26,9 @@ import numpy as np
 
 from dlfd_core.data.dataset import FaceDataset, preview
 from dlfd_core.errors import DataError, DLFDError
-from dlfd_core.paths import cache_dir
 from dlfd_core.progress import ProgressFn, no_progress, scaled
+
+from ..paths import atomic_write, cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -200,29 +199,19 @@ def cache_path(dataset: FaceDataset, aligner: Any) -> Path:
 
 
 def _save(path: Path, faces: AlignedFaces, key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     failure_keys = list(faces.failures)
     meta = json.dumps({"format": CACHE_FORMAT_VERSION, "key": key, "size": faces.size})
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(
-                stream,
-                meta=np.array(meta),
-                crops=faces.crops,
-                keys=np.array(faces.keys, dtype=np.str_).reshape(-1),
-                identities=np.array(faces.identities, dtype=np.str_).reshape(-1),
-                num_faces=faces.num_faces,
-                failure_keys=np.array(failure_keys, dtype=np.str_).reshape(-1),
-                failure_reasons=np.array([faces.failures[k] for k in failure_keys], dtype=np.str_).reshape(-1),
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as stream:
+        np.savez_compressed(
+            stream,
+            meta=np.array(meta),
+            crops=faces.crops,
+            keys=np.array(faces.keys, dtype=np.str_).reshape(-1),
+            identities=np.array(faces.identities, dtype=np.str_).reshape(-1),
+            num_faces=faces.num_faces,
+            failure_keys=np.array(failure_keys, dtype=np.str_).reshape(-1),
+            failure_reasons=np.array([faces.failures[k] for k in failure_keys], dtype=np.str_).reshape(-1),
+        )
 
 
 def _load(path: Path, dataset: FaceDataset, key: str, size: int | None) -> AlignedFaces:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ import numpy as np
 from dlfd_core.data.aligned import AlignedFaces
 from dlfd_core.data.dataset import FaceDataset, natural_key, preview
 from dlfd_core.errors import DataError, SplitError
+from dlfd_core.paths import atomic_write
 
 SPLIT_FORMAT = "dlfd-split"
 SPLIT_FORMAT_VERSION = 1
@@ -410,19 +410,9 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
         The path written.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(split_to_dict(split), indent=1, ensure_ascii=False) + "\n"
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    with atomic_write(target, "w") as stream:
+        stream.write(text)
     return target
 
 
