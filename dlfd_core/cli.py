@@ -5,6 +5,8 @@ Commands:
     split     make a seeded split of a dataset and save it as JSON.
     train     train the original model (or the gold model with --gold) on a split and save it.
     evaluate  evaluate a model (and the gold model) on a split: a table on stdout, JSON with --json.
+    forget    unlearn people or photos with one method: the before / after / gold table, JSON with --json.
+    bench     every method x seeds x forgetting settings x backbones: mean +- std table (JSON and Markdown).
 
 Each command turns :class:`~dlfd_core.errors.DLFDError` into a one-line message and exit code 2.
 """
@@ -269,19 +271,87 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(" ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     if args.json:
         payload = {
-            "split": {
-                "dataset": split.dataset,
-                "seed": split.seed,
-                "forget_mode": split.forget_mode,
-                "forget_identities": list(split.forget_identities),
-                "forget_keys": len(split.forget_keys),
-            },
+            "split": _split_summary(split),
             "timings": timings,
             "environment": _environment(),
             **{name: report.to_json() for name, report in reports.items()},
         }
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
+    return 0
+
+
+def parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["k=v", ...]`` -> dict, each value read as JSON when it parses (numbers, booleans), else as a string."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DLFDError(f"a setting must look like name=value, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _split_summary(split: Any) -> dict[str, Any]:
+    return {
+        "dataset": split.dataset,
+        "seed": split.seed,
+        "forget_mode": split.forget_mode,
+        "forget_identities": list(split.forget_identities),
+        "forget_keys": len(split.forget_keys),
+    }
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from .data import align_dataset
+    from .evaluate import format_table
+    from .experiment import forget
+    from .models import load_model
+    from .unlearn import create_method
+
+    if not (args.forget_identities or args.forget_instances):
+        raise DLFDError("say what to forget: --forget-identities s7 or --forget-instances 20")
+    method = create_method(args.method, **parse_settings(args.set))
+    dataset = load_dataset_from_args(args)
+    aligned = align_dataset(dataset)
+    split = load_split_from_args(args, dataset, aligned)
+    model = load_model(args.model or _repo_path(DEFAULT_MODEL), device=args.device)
+    gold_model = load_model(args.gold, device=args.device) if args.gold else None
+    outcome = forget(
+        aligned,
+        split,
+        model,
+        method,
+        seed=args.seed,
+        device=args.device,
+        gold_model=gold_model,
+        train_gold=not args.gold and not args.no_gold,
+        progress=_progress_printer(f"{args.method}"),
+    )
+    print(format_table(outcome.reports))
+    print(" ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items()))
+    if args.json:
+        payload = {"split": _split_summary(split), "environment": _environment(), **outcome.to_json()}
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+    if args.out:
+        from .data import split_to_dict
+        from .models import save_model
+
+        metadata = {
+            "kind": "unlearned",
+            "method": method.name,
+            "settings": method.settings(),
+            "seed": args.seed,
+            "split": split_to_dict(split),
+            "seconds": outcome.result.seconds,
+            "environment": _environment(),
+        }
+        save_model(outcome.result.model.cpu(), args.out, metadata=metadata, delta=model.pretrained)
+        print(f"unlearned model -> {args.out}")
     return 0
 
 
@@ -330,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' subsampling and the gold training")
     p.add_argument("--json", metavar="PATH", help="write the reports as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("forget", help="unlearn people or photos from a model with one method")
+    add_dataset_arguments(p)
+    add_split_arguments(p)
+    p.add_argument("--method", default="dlfd", help="registered method name (see --list-methods of bench)")
+    p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="method settings, e.g. --set steps=5 ot_weight=0")
+    p.add_argument("--model", metavar="PATH", help=f"the original model (default: {DEFAULT_MODEL})")
+    gold = p.add_mutually_exclusive_group()
+    gold.add_argument("--gold", metavar="PATH", help="a trained gold model (default: train it now, ~10 s)")
+    gold.add_argument("--no-gold", action="store_true", help="skip the gold model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", metavar="PATH", help="write before / after / gold reports, settings and timings")
+    p.add_argument("--out", metavar="PATH", help="save the unlearned model (.safetensors)")
+    p.set_defaults(func=cmd_forget)
     return parser
 
 

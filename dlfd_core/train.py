@@ -158,8 +158,8 @@ def seeded_generator(seed: int) -> torch.Generator:
 
 def train_classifier(
     model: nn.Module,
-    crops: np.ndarray,
-    labels: Sequence[int] | np.ndarray,
+    crops: np.ndarray | torch.Tensor,
+    labels: Sequence[int] | np.ndarray | torch.Tensor,
     *,
     config: TrainConfig | None = None,
     seed: int = 0,
@@ -171,7 +171,7 @@ def train_classifier(
 
     Args:
         model: a :class:`~dlfd_core.models.FaceClassifier`.
-        crops: ``uint8 [N, S, S, 3]`` aligned faces.
+        crops: ``uint8 [N, S, S, 3]`` aligned faces, or model inputs ``float32 [N, 3, s, s]`` in ``[0, 1]``.
         labels: class index per crop.
         config: the recipe (defaults to :class:`TrainConfig`).
         seed: seeds data order, augmentation and dropout.
@@ -183,7 +183,7 @@ def train_classifier(
         The trained model and the per-epoch history.
     """
     config = config or TrainConfig()
-    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    labels_t = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels), dtype=torch.long)
     if len(crops) == 0 or len(crops) != len(labels_t):
         raise DLFDError(f"need as many labels as crops and at least one of each, got {len(crops)} / {len(labels_t)}")
     if int(labels_t.max()) >= model.num_classes or int(labels_t.min()) < 0:
@@ -192,7 +192,10 @@ def train_classifier(
     generator = seeded_generator(seed)
     device = torch.device(device)
     model.to(device)
-    inputs = crops_to_tensor(crops, model.input_size)  # [N, 3, s, s] float in [0, 1], kept on the CPU
+    if isinstance(crops, torch.Tensor) and crops.is_floating_point():
+        inputs = crops  # already model input: [N, 3, s, s] float in [0, 1]
+    else:
+        inputs = crops_to_tensor(crops, model.input_size)  # [N, 3, s, s] float in [0, 1], kept on the CPU
     if config.head_init == "prototypes":
         imprint_head(model, inputs, labels_t, logit_scale=config.prototype_logit_scale)
     elif config.head_init != "random":

@@ -254,7 +254,19 @@ def evaluate_model(
         The report and the per-part outputs (pass them as ``gold=`` when this is the gold model).
     """
     outputs = collect_parts(model, split_parts(aligned, split), device=device)
+    return report_from_outputs(outputs, split, gold=gold, seed=seed, meta=meta), outputs
+
+
+def report_from_outputs(
+    outputs: Mapping[str, SplitOutputs],
+    split: Split,
+    *,
+    gold: Mapping[str, SplitOutputs] | None = None,
+    seed: int = 0,
+    meta: Mapping[str, Any] | None = None,
+) -> Report:
+    """The :class:`Report` of a model from its per-part outputs (see :func:`compute_metrics`)."""
     metrics = compute_metrics(outputs, split, gold=gold, seed=seed)
     info = {"forget_mode": split.forget_mode, "seed": seed, "parts": {k: len(v) for k, v in outputs.items()}}
     info.update(meta or {})
-    return Report(metrics=metrics, meta=info), outputs
+    return Report(metrics=metrics, meta=info)

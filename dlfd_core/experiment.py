@@ -1,0 +1,119 @@
+"""One forgetting experiment end to end: evaluate the original, unlearn, evaluate the result (and the gold model).
+
+This is what the ``forget`` and ``bench`` commands and the web app run; it holds no logic of its own beyond
+ordering the calls and timing them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
+from .evaluate.outputs import SplitOutputs
+from .evaluate.report import Report
+from .progress import ProgressFn, no_progress, scaled
+from .unlearn import Method, UnlearnData, UnlearnResult
+
+__all__ = ["ForgetOutcome", "forget"]
+
+
+@dataclass
+class ForgetOutcome:
+    """Reports (``before``, ``after`` and, when computed, ``gold``), their raw outputs, the run and its timings."""
+
+    reports: dict[str, Report]
+    outputs: dict[str, dict[str, SplitOutputs]]
+    result: UnlearnResult
+    timings: dict[str, float] = field(default_factory=dict)
+    gold_model: nn.Module | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.result.method,
+            "settings": self.result.settings,
+            "seed": self.result.seed,
+            "device": self.result.device,
+            "timings": self.timings,
+            "history": list(self.result.history),
+            **{name: report.to_json() for name, report in self.reports.items()},
+        }
+
+
+def forget(
+    aligned: Any,
+    split: Any,
+    model: nn.Module,
+    method: Method,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    gold_model: nn.Module | None = None,
+    train_gold: bool = False,
+    before: Mapping[str, SplitOutputs] | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> ForgetOutcome:
+    """Unlearn ``split``'s forget set from ``model`` with ``method`` and evaluate before / after / gold.
+
+    Args:
+        aligned, split: the faces and the split with its forget request.
+        model: the original model (not modified).
+        method: a configured :class:`~dlfd_core.unlearn.Method`.
+        seed: the run's seed (also the attacks' subsampling seed and the gold model's training seed).
+        gold_model: an already-trained gold model; or ``train_gold=True`` to train it with the original recipe.
+        before: the original model's outputs on this split, when the caller already has them.
+        progress, should_stop: progress callback and cancellation poll.
+    """
+    from .train import train_on_split
+
+    parts = split_parts(aligned, split)
+    timings: dict[str, float] = {}
+    outputs: dict[str, dict[str, SplitOutputs]] = {}
+    if before is None:
+        progress(0.0, "evaluating the original model")
+        t0 = time.perf_counter()
+        before = collect_parts(model, parts, device=device)
+        timings["eval_before_seconds"] = time.perf_counter() - t0
+    outputs["before"] = dict(before)
+    has_gold = gold_model is not None or train_gold
+    run_end = 0.6 if train_gold else 0.9
+    data = UnlearnData.from_split(aligned, split, input_size=model.input_size)
+    result = method.run(
+        model, data, device=device, seed=seed, progress=scaled(progress, 0.05, run_end), should_stop=should_stop
+    )
+    timings["unlearn_seconds"] = result.seconds
+    progress(run_end, "evaluating the unlearned model")
+    t0 = time.perf_counter()
+    outputs["after"] = collect_parts(result.model, parts, device=device)
+    timings["eval_after_seconds"] = time.perf_counter() - t0
+    if train_gold:
+        trained = train_on_split(
+            aligned,
+            split,
+            which="gold",
+            backbone=model.backbone_name,
+            seed=seed,
+            device=device,
+            progress=scaled(progress, run_end, 0.95),
+            should_stop=should_stop,
+        )
+        gold_model = trained.model
+        timings["gold_train_seconds"] = trained.seconds
+    if gold_model is not None:
+        progress(0.95, "evaluating the gold model")
+        outputs["gold"] = collect_parts(gold_model, parts, device=device)
+    gold = outputs.get("gold")
+    reports = {
+        "before": report_from_outputs(outputs["before"], split, gold=gold, seed=seed, meta={"model": "original"}),
+        "after": report_from_outputs(outputs["after"], split, gold=gold, seed=seed, meta={"model": method.name}),
+    }
+    if has_gold and gold is not None:
+        reports["gold"] = report_from_outputs(gold, split, gold=gold, seed=seed, meta={"model": "gold"})
+    progress(1.0, "done")
+    return ForgetOutcome(reports=reports, outputs=outputs, result=result, timings=timings, gold_model=gold_model)

@@ -1,0 +1,455 @@
+"""The common interface of every unlearning method: its data, its settings, one run, one result.
+
+A method is a frozen dataclass whose fields are its hyper-parameters (typed, with the paper's defaults scaled to
+this project's models, each with a ``help`` text the app and CLI show). :meth:`Method.run` works on a deep copy of
+the caller's model, so the caller's model is never changed, and returns an :class:`UnlearnResult`.
+
+Subclasses implement :meth:`Method._unlearn` and use the :class:`RunContext` it receives for everything that
+every method needs in the same way: seeded batching, the optimiser over the trainable set, mixed precision on
+CUDA, progress reporting and cooperative cancellation (polled at every step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CancelledError, DLFDError, UnknownNameError
+from ..progress import ProgressFn, no_progress
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Method",
+    "RunContext",
+    "UnlearnData",
+    "UnlearnResult",
+    "create_method",
+    "method_class",
+    "method_names",
+    "register_method",
+    "reset_classes",
+    "setting",
+]
+
+
+def setting(default: Any, help: str, **limits: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A method's hyper-parameter: a dataclass field with a help text and optional ``min``/``max``/``choices``."""
+    return field(default=default, metadata={"help": help, **limits})
+
+
+@dataclass(frozen=True, eq=False)
+class UnlearnData:
+    """What an unlearning method may use: model inputs as ``float32 [N, 3, S, S]`` in ``[0, 1]`` plus class labels.
+
+    Attributes:
+        retain_inputs, retain_labels: the training photos the model keeps.
+        forget_inputs, forget_labels: the training photos to forget.
+        num_classes: the model's number of classes.
+        forget_mode: ``"identity"`` (whole people) or ``"instance"`` (some photos of people who stay).
+        forget_classes: classes left with no retain photo (the forgotten people, identity mode).
+        holdout_inputs, holdout_labels: photos of known people that the original model never saw (TMU's twin
+            problem; may be empty).
+        nonmember_inputs: photos that were never training data, for methods that watch a membership signal: the
+            unseen people's photos in identity mode, the holdout photos in instance mode (may be empty).
+    """
+
+    retain_inputs: torch.Tensor
+    retain_labels: torch.Tensor
+    forget_inputs: torch.Tensor
+    forget_labels: torch.Tensor
+    num_classes: int
+    forget_mode: str
+    forget_classes: tuple[int, ...] = ()
+    holdout_inputs: torch.Tensor | None = None
+    holdout_labels: torch.Tensor | None = None
+    nonmember_inputs: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.forget_mode not in {"identity", "instance"}:
+            raise DLFDError(f"forget_mode must be 'identity' or 'instance', got {self.forget_mode!r}")
+        for name in ("retain", "forget"):
+            x, y = getattr(self, f"{name}_inputs"), getattr(self, f"{name}_labels")
+            if x.ndim != 4 or len(x) != len(y):
+                raise DLFDError(f"{name} inputs must be [N, 3, S, S] with one label each")
+        if len(self.forget_inputs) == 0:
+            raise DLFDError("nothing to forget: the forget set is empty")
+        if len(self.retain_inputs) == 0:
+            raise DLFDError("the retain set is empty: at least one photo must be kept")
+
+    @property
+    def has_holdout(self) -> bool:
+        return self.holdout_inputs is not None and len(self.holdout_inputs) > 0
+
+    @classmethod
+    def from_split(cls, aligned: Any, split: Any, *, input_size: int) -> UnlearnData:
+        """The data of a split with a forget request, resized to the model's ``input_size``."""
+        from ..data.splits import aligned_for
+        from ..data.transforms import crops_to_tensor
+
+        if split.forget_mode == "none":
+            raise DLFDError("choose identities or photos to forget first")
+
+        def part(keys: Sequence[str], allow_unseen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            crops, labels = aligned_for(aligned, split, keys, allow_unseen=allow_unseen)
+            return crops_to_tensor(crops, input_size), torch.as_tensor(labels, dtype=torch.long)
+
+        retain_x, retain_y = part(split.retain_train_keys)
+        forget_x, forget_y = part(split.forget_train_keys)
+        holdout = part(split.retain_holdout_keys) if split.retain_holdout_keys else (None, None)
+        if split.forget_mode == "identity":
+            unseen = set(split.unseen)
+            keys = tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in unseen)
+            nonmember = part(keys, allow_unseen=True)[0] if keys else None
+        else:
+            nonmember = holdout[0]
+        retained = set(retain_y.tolist())
+        forget_classes = tuple(sorted({c for c in forget_y.tolist() if c not in retained}))
+        return cls(
+            retain_inputs=retain_x,
+            retain_labels=retain_y,
+            forget_inputs=forget_x,
+            forget_labels=forget_y,
+            num_classes=split.num_classes,
+            forget_mode=split.forget_mode,
+            forget_classes=forget_classes,
+            holdout_inputs=holdout[0],
+            holdout_labels=holdout[1],
+            nonmember_inputs=nonmember,
+        )
+
+
+@dataclass(frozen=True)
+class UnlearnResult:
+    """What :meth:`Method.run` returns.
+
+    Attributes:
+        model: the unlearned model (a new object, in eval mode, on the run's device).
+        method: the method's registry name.
+        settings: every hyper-parameter of the run.
+        seed: the run's seed.
+        history: one dict per logged step (``step`` plus the method's own values, e.g. ``loss``).
+        seconds: wall time of the run.
+        device: where it ran.
+    """
+
+    model: nn.Module
+    method: str
+    settings: dict[str, Any]
+    seed: int
+    history: tuple[dict[str, float], ...]
+    seconds: float
+    device: str
+
+
+class RunContext:
+    """Per-run services for a method: device, seeded randomness, batching, optimiser, progress, cancellation."""
+
+    def __init__(
+        self,
+        method: Method,
+        *,
+        device: torch.device,
+        seed: int,
+        progress: ProgressFn,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.method = method
+        self.device = device
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self._progress = progress
+        self._should_stop = should_stop
+        self.total_steps = 1
+        self.steps_done = 0
+        self.history: list[dict[str, float]] = []
+
+    # -- progress and cancellation ------------------------------------------------------------------------------
+    def plan(self, total_steps: int) -> None:
+        """Declare how many :meth:`step` calls the run will make (for the progress fraction)."""
+        self.total_steps = max(1, int(total_steps))
+
+    def check(self) -> None:
+        """Raise :class:`CancelledError` when the caller asked to stop."""
+        if self._should_stop is not None and self._should_stop():
+            raise CancelledError(f"{self.method.name} was cancelled; the original model is unchanged")
+
+    def step(self, message: str = "", **values: float) -> None:
+        """One unit of work done: record ``values`` in the history, report progress, poll for cancellation."""
+        self.steps_done += 1
+        if values:
+            self.history.append({"step": float(self.steps_done), **{k: float(v) for k, v in values.items()}})
+        self._progress(min(self.steps_done / self.total_steps, 0.999), message)
+        self.check()
+
+    # -- randomness and data -------------------------------------------------------------------------------------
+    def permutation(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator)
+
+    def batches(
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over ``(inputs, labels)`` in batches on the run's device, in a seeded order."""
+        order = self.permutation(len(inputs)) if shuffle else torch.arange(len(inputs))
+        for first in range(0, len(order), batch_size):
+            index = order[first : first + batch_size]
+            yield self.to_device(inputs[index]), self.to_device(labels[index])
+
+    def cycle(
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of ``(inputs, labels)`` forever, reshuffled at each pass (to pair a small set with a large one)."""
+        while True:
+            yield from self.batches(inputs, labels, batch_size)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device, non_blocking=True)
+
+    def random_labels(self, labels: torch.Tensor, num_classes: int, exclude: Sequence[int] = ()) -> torch.Tensor:
+        """A uniformly random class per sample, never the sample's own class nor any class in ``exclude``."""
+        allowed = torch.ones(len(labels), num_classes, dtype=torch.bool)
+        allowed[torch.arange(len(labels)), labels.cpu()] = False
+        if exclude:
+            allowed[:, list(exclude)] = False
+        if not bool(allowed.any(1).all()):
+            raise DLFDError("no other class to relabel to")
+        weights = allowed.float()
+        return torch.multinomial(weights, 1, generator=self.generator).squeeze(1).to(labels.device)
+
+    # -- optimisation --------------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast on CUDA when the method's ``amp`` is on; a no-op on the CPU."""
+        if self.device.type == "cuda" and getattr(self.method, "amp", False):
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def sgd(
+        self,
+        model: nn.Module,
+        *,
+        lr: float | None = None,
+        head_lr: float | None = None,
+        momentum: float | None = None,
+        weight_decay: float | None = None,
+        trainable: str | None = None,
+    ) -> torch.optim.SGD:
+        """SGD over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default)."""
+        from ..train import set_trainable
+
+        m = self.method
+        backbone = set_trainable(model, trainable or m.trainable)
+        groups = [{"params": list(model.head.parameters()), "lr": m.head_lr if head_lr is None else head_lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": m.lr if lr is None else lr})
+        return torch.optim.SGD(
+            groups,
+            momentum=m.momentum if momentum is None else momentum,
+            weight_decay=m.weight_decay if weight_decay is None else weight_decay,
+        )
+
+    @staticmethod
+    def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+        """One optimiser step on ``loss``; refuses a non-finite loss (the weights are left as they were)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DLFDError("the loss became non-finite; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return value
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available by its ``name``."""
+    if not getattr(cls, "name", ""):
+        raise TypeError(f"{cls.__name__} needs a class attribute 'name'")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"an unlearning method named {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    """Every registered method's name, in registration order."""
+    return list(_REGISTRY)
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered as ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown unlearning method {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+def create_method(name: str, **settings: Any) -> Method:
+    """An instance of method ``name`` with ``settings`` overriding its defaults.
+
+    Raises:
+        UnknownNameError: no such method, or a setting it does not have.
+        DLFDError: a setting outside its allowed range.
+    """
+    cls = method_class(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UnknownNameError(f"{name} has no setting {', '.join(unknown)}; it has {', '.join(sorted(known))}")
+    return cls(**settings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """Base class of unlearning methods; subclasses set ``name``/``title``/``paper`` and implement ``_unlearn``.
+
+    The shared settings below default to the scale of this project's training recipe (:class:`~dlfd_core.train.
+    TrainConfig`): the default pretrained model diverges at a few times these rates, so the papers' rates (tuned
+    for models trained from scratch) are scaled down; each method documents its own.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = ("identity", "instance")
+    needs_holdout: ClassVar[bool] = False
+
+    epochs: int = setting(1, "passes over the retain set", min=1, max=100)
+    batch_size: int = setting(32, "photos per step", min=1, max=1024)
+    lr: float = setting(5e-4, "learning rate of the trainable backbone layers", min=0.0, max=1.0)
+    head_lr: float = setting(5e-3, "learning rate of the classification head", min=0.0, max=10.0)
+    momentum: float = setting(0.9, "SGD momentum", min=0.0, max=0.999)
+    weight_decay: float = setting(5e-4, "L2 weight decay", min=0.0, max=1.0)
+    trainable: str = setting(
+        "last", "which backbone layers may change (the recipe's set by default)", choices=("last", "all", "none")
+    )
+    amp: bool = setting(True, "bfloat16 mixed precision on CUDA (ignored on the CPU)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                raise DLFDError(f"{self.name}: {f.name} must be one of {', '.join(map(str, meta['choices']))}")
+            if isinstance(value, bool):
+                continue
+            if "min" in meta and value < meta["min"] or "max" in meta and value > meta["max"]:
+                raise DLFDError(f"{self.name}: {f.name} must lie in [{meta.get('min')}, {meta.get('max')}], got {value}")
+
+    def settings(self) -> dict[str, Any]:
+        """Every hyper-parameter as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields_info(cls) -> list[dict[str, Any]]:
+        """Each setting's name, type, default, help and limits (what a UI needs to build a form)."""
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append({"name": f.name, "type": type(default).__name__, "default": default, **f.metadata})
+        return out
+
+    def run(
+        self,
+        model: nn.Module,
+        data: UnlearnData,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        progress: ProgressFn = no_progress,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> UnlearnResult:
+        """Unlearn ``data``'s forget set from a copy of ``model``.
+
+        Args:
+            model: a trained :class:`~dlfd_core.models.FaceClassifier`; never modified.
+            data: retain / forget (and optional holdout / non-member) inputs.
+            device: where to run; CUDA runs use bfloat16 autocast when ``amp`` is on.
+            seed: seeds every random choice of the run (data order, noise, random labels, initialisation).
+            progress: called with the fraction done (rising to 1.0) and a stage message.
+            should_stop: polled at every step; when it returns True the run raises :class:`CancelledError` and the
+                caller's model is still the original.
+
+        Raises:
+            DLFDError: the method cannot run on this data (e.g. a whole-class method on instance forgetting).
+            CancelledError: cancelled through ``should_stop``.
+        """
+        if data.forget_mode not in self.modes:
+            raise DLFDError(f"{self.name} supports {' and '.join(self.modes)} forgetting, not {data.forget_mode}")
+        if self.needs_holdout and not data.has_holdout:
+            raise DLFDError(f"{self.name} needs holdout photos (a split made with holdout_per_identity >= 1)")
+        if getattr(model, "num_classes", data.num_classes) != data.num_classes:
+            raise DLFDError(f"the model has {model.num_classes} classes but the data has {data.num_classes}")
+        device = torch.device(device)
+        ctx = RunContext(self, device=device, seed=seed, progress=progress, should_stop=should_stop)
+        ctx.check()
+        start = time.perf_counter()
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            work = copy.deepcopy(model).to(device)
+            self._unlearn(work, data, ctx)
+        for p in work.parameters():
+            p.requires_grad_(True)
+        work.eval()
+        if not all(bool(torch.isfinite(p).all()) for p in work.parameters()):
+            raise DLFDError(f"{self.name} produced non-finite weights; lower the learning rate")
+        seconds = time.perf_counter() - start
+        progress(1.0, "done")
+        log.info("%s finished in %.2f s", self.name, seconds)
+        return UnlearnResult(
+            model=work,
+            method=self.name,
+            settings=self.settings(),
+            seed=seed,
+            history=tuple(ctx.history),
+            seconds=seconds,
+            device=str(device),
+        )
+
+    def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
+        """Change ``model`` (the run's own copy) in place."""
+        raise NotImplementedError
+
+    # -- helpers shared by several methods -------------------------------------------------------------------------
+    def finetune_epochs(
+        self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, ctx: RunContext, epochs: int, stage: str
+    ) -> None:
+        """Plain cross-entropy training on ``(inputs, labels)`` with the method's optimiser settings."""
+        optimizer = ctx.sgd(model)
+        model.train()
+        for epoch in range(epochs):
+            for x, y in ctx.batches(inputs, labels, self.batch_size):
+                with ctx.autocast():
+                    loss = F.cross_entropy(model(x), y)
+                ctx.step(f"{stage} epoch {epoch + 1}/{epochs}", loss=ctx.update(optimizer, loss))
+
+
+@torch.no_grad()
+def reset_classes(model: nn.Module, classes: Sequence[int], generator: torch.Generator) -> None:
+    """Re-initialise the output rows of ``classes`` as a fresh ``nn.Linear`` would be (seeded).
+
+    This is the state of those rows in the gold model, which never saw a photo of these classes.
+    """
+    if not classes:
+        return
+    layer = model.output_layer
+    bound = 1.0 / math.sqrt(layer.in_features)
+    rows = torch.as_tensor(list(classes), dtype=torch.long)
+    weight = torch.empty(len(rows), layer.in_features).uniform_(-bound, bound, generator=generator)
+    layer.weight[rows.to(layer.weight.device)] = weight.to(layer.weight)
+    if layer.bias is not None:
+        bias = torch.empty(len(rows)).uniform_(-bound, bound, generator=generator)
+        layer.bias[rows.to(layer.bias.device)] = bias.to(layer.bias)
