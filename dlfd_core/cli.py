@@ -165,18 +165,9 @@ def load_split_from_args(args: argparse.Namespace, dataset: Any, aligned: Any) -
 
 
 def _environment() -> dict[str, Any]:
-    import platform
+    from .env import environment
 
-    import numpy
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "machine": platform.machine(),
-        "threads": torch.get_num_threads(),
-    }
+    return environment()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -355,6 +346,59 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_markdown, run_bench
+    from .data import align_dataset
+    from .unlearn import method_names
+
+    if args.list_methods:
+        from .unlearn import method_class
+
+        for name in method_names():
+            cls = method_class(name)
+            print(f"{name:16s} {cls.title} ({cls.paper}); modes: {', '.join(cls.modes)}")
+        return 0
+    methods = method_names() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    dataset = load_dataset_from_args(args)
+    aligned = align_dataset(dataset)
+    split = load_split_from_args(args, dataset, aligned)
+    if split.forget_mode != "none":
+        raise DLFDError("bench draws its own forget requests: give a split without one")
+    t0 = time.perf_counter()
+    records = run_bench(
+        aligned,
+        split,
+        methods=methods,
+        seeds=list(range(args.seeds)),
+        settings=[s.strip() for s in args.settings.split(",")],
+        backbones=[b.strip() for b in args.backbones.split(",")],
+        instances=args.instances,
+        device=args.device,
+        progress=_progress_printer("bench"),
+    )
+    seconds = time.perf_counter() - t0
+    command = "python -m dlfd_core bench " + " ".join(sys.argv[2:] if args.argv is None else args.argv)
+    env = _environment()
+    header = (
+        f"Command: `{command}`  \n"
+        f"Machine: {env['processor']}, {env['cpus']} CPUs, {env['threads']} torch threads, "
+        f"GPU {env['cuda'] or 'none'}; torch {env['torch']}; {env['date']}; total {seconds / 60:.1f} min.  \n"
+        "Each cell: mean ± std over seeds. Every method starts from the same original model per seed and is "
+        "compared with the same gold (retrained) model."
+    )
+    table = format_markdown(records, header=header)
+    print(table)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(
+                {"command": command, "environment": env, "seconds": seconds, "records": records}, handle, indent=1
+            )
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlfd_core", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -415,12 +459,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write before / after / gold reports, settings and timings")
     p.add_argument("--out", metavar="PATH", help="save the unlearned model (.safetensors)")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")
+    add_dataset_arguments(p)
+    p.add_argument("--split", metavar="PATH", help=f"split JSON without a forget request (default: {DEFAULT_SPLIT})")
+    p.add_argument("--methods", default="all", help="comma-separated method names, or all")
+    p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--settings", default="identity,instance", help="identity and/or instance forgetting")
+    p.add_argument("--backbones", default="dlib_resnet,resnet18", help="dlib_resnet (pretrained) and/or resnet18")
+    p.add_argument("--instances", type=int, default=20, help="photos forgotten in the instance setting")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", metavar="PATH", help="every run's metrics and settings")
+    p.add_argument("--markdown", metavar="PATH", help="the summary tables")
+    p.set_defaults(func=cmd_bench, forget_identities=None, forget_instances=None, forget_seed=0)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv)[1:] if argv is not None else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -183,7 +183,9 @@ def train_classifier(
         The trained model and the per-epoch history.
     """
     config = config or TrainConfig()
-    labels_t = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels), dtype=torch.long)
+    labels_t = torch.as_tensor(
+        np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels), dtype=torch.long
+    )
     if len(crops) == 0 or len(crops) != len(labels_t):
         raise DLFDError(f"need as many labels as crops and at least one of each, got {len(crops)} / {len(labels_t)}")
     if int(labels_t.max()) >= model.num_classes or int(labels_t.min()) < 0:

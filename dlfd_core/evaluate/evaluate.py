@@ -157,9 +157,12 @@ def compute_metrics(
         try:
             attack = mia_label_free(forget.logits, nonmember_logits, balanced=True, seed=seed)
             m["label_free_mia_acc"], m["label_free_mia_auc"] = attack.accuracy, attack.auc
+            m["forgetting_score_label_free"] = forgetting_score(attack.accuracy)
+            m["nomus_label_free"] = nomus(test_acc, attack.accuracy)
         except DataError as exc:
             log.info("label-free attack undefined: %s", exc)
-            m["label_free_mia_acc"] = m["label_free_mia_auc"] = math.nan
+            for key in ("label_free_mia_acc", "label_free_mia_auc", "forgetting_score_label_free", "nomus_label_free"):
+                m[key] = math.nan
     _embedding_metrics(out, split, m, seed)
     if gold is not None:
         _gold_metrics(out, gold, m)

@@ -83,6 +83,18 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("nomus_unbalanced", "higher", None, "NoMUS from the paper's unbalanced attack."),
     MetricSpec("label_free_mia_acc", "target", 0.5, "Confidence/entropy attack accuracy (no labels); 0.5 is chance."),
     MetricSpec("label_free_mia_auc", "target", 0.5, "ROC AUC of the confidence/entropy attack; 0.5 is chance."),
+    MetricSpec(
+        "forgetting_score_label_free",
+        "lower",
+        None,
+        "|label-free attack accuracy - 0.5|: the forgetting score from the attack that needs no labels.",
+    ),
+    MetricSpec(
+        "nomus_label_free",
+        "higher",
+        None,
+        "NoMUS from the label-free attack: the one that separates original from gold when a whole person is forgotten.",
+    ),
     # identity leakage in the embedding
     MetricSpec("verification_auc", "higher", None, "Face-verification AUC over all pairs of test photos."),
     MetricSpec("forget_verification_auc", "target", None, f"Verification AUC, pairs with a forgotten person; {_GOLD}."),

@@ -5,9 +5,6 @@
 >>> result = create_method("dlfd").run(model, data, seed=0)
 """
 
-import importlib
-import pkgutil
-
 from .base import (
     Method,
     RunContext,
@@ -34,7 +31,18 @@ __all__ = [
     "setting",
 ]
 
-# Every module of this package except the shared ones defines and registers one or more methods.
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if _info.name not in {"base", "ot"}:
-        importlib.import_module(f"{__name__}.{_info.name}")
+# One module per method (or family); importing registers them, in the order the UI and tables list them.
+from . import (  # noqa: E402, F401, I001  (registration order, not alphabetical)
+    dlfd,
+    tmu,
+    retrain,
+    finetune,
+    neggrad,
+    k_layers,
+    unsir,
+    bad_teacher,
+    scrub,
+    salun,
+    random_label,
+    l1_sparse,
+)

@@ -193,6 +193,22 @@ class RunContext:
         self._progress(min(self.steps_done / self.total_steps, 0.999), message)
         self.check()
 
+    def progress_fn(self) -> ProgressFn:
+        """The run's progress callback, for code that reports a plain fraction (e.g. ``train_classifier``).
+
+        Fractions are capped below 1.0: :meth:`Method.run` reports 1.0 itself when the method has finished.
+        """
+
+        def report(fraction: float, message: str = "") -> None:
+            self._progress(min(max(float(fraction), 0.0), 0.999), message)
+
+        return report
+
+    def should_stop_fn(self) -> Callable[[], bool]:
+        """The run's cancellation poll, for code that takes a plain ``should_stop`` callable."""
+        should_stop = self._should_stop
+        return should_stop if should_stop is not None else (lambda: False)
+
     # -- randomness and data -------------------------------------------------------------------------------------
     def permutation(self, n: int) -> torch.Tensor:
         return torch.randperm(n, generator=self.generator)
@@ -257,6 +273,19 @@ class RunContext:
             momentum=m.momentum if momentum is None else momentum,
             weight_decay=m.weight_decay if weight_decay is None else weight_decay,
         )
+
+    def adam(
+        self, model: nn.Module, *, lr: float | None = None, head_lr: float | None = None, weight_decay: float = 0.0
+    ) -> torch.optim.Adam:
+        """Adam over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default)."""
+        from ..train import set_trainable
+
+        m = self.method
+        backbone = set_trainable(model, m.trainable)
+        groups = [{"params": list(model.head.parameters()), "lr": m.head_lr if head_lr is None else head_lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": m.lr if lr is None else lr})
+        return torch.optim.Adam(groups, weight_decay=weight_decay)
 
     @staticmethod
     def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
@@ -324,6 +353,7 @@ class Method:
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     modes: ClassVar[tuple[str, ...]] = ("identity", "instance")
+    optimizer: ClassVar[str] = "sgd"  # what lr / head_lr mean: SGD rates, or "adam" rates
     needs_holdout: ClassVar[bool] = False
 
     epochs: int = setting(1, "passes over the retain set", min=1, max=100)
@@ -346,7 +376,9 @@ class Method:
             if isinstance(value, bool):
                 continue
             if "min" in meta and value < meta["min"] or "max" in meta and value > meta["max"]:
-                raise DLFDError(f"{self.name}: {f.name} must lie in [{meta.get('min')}, {meta.get('max')}], got {value}")
+                raise DLFDError(
+                    f"{self.name}: {f.name} must lie in [{meta.get('min')}, {meta.get('max')}], got {value}"
+                )
 
     def settings(self) -> dict[str, Any]:
         """Every hyper-parameter as a JSON-able dict."""

@@ -1,0 +1,226 @@
+"""The benchmark: every method x seeds x forgetting settings x backbones, summarised as mean ± std.
+
+For each backbone and seed the original model is trained with the recipe and that seed; for each forgetting setting
+the forget request is drawn with the seed (one random known person, or ``instances`` random photos), the gold model
+is retrained on the retain set with the same seed, and every method runs on the same original model and is
+evaluated against the same gold model. Timings are wall times of this machine (see the JSON's ``environment``).
+
+Method settings are each method's defaults, except for ResNet-18 trained from scratch, where the learning rates are
+replaced by the papers' scale (:data:`BACKBONE_OVERRIDES`): the defaults are scaled to the pretrained model's recipe,
+which would barely move a model trained from scratch at rate 0.05.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import DLFDError
+from .progress import ProgressFn, no_progress, scaled
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BACKBONE_OVERRIDES", "SUMMARY_METRICS", "format_markdown", "run_bench", "summarise"]
+
+BACKBONE_OVERRIDES: dict[str, dict[str, Any]] = {"resnet18": {"lr": 0.01, "head_lr": 0.01, "trainable": "all"}}
+"""Settings replaced per backbone for every method that has them (``retrain`` always uses the recipe; methods whose
+rates are Adam rates keep theirs)."""
+
+SUMMARY_METRICS = (
+    "retain_test_acc",
+    "forget_train_acc",
+    "forget_acc_gap_to_gold",
+    "mia_balanced_acc",
+    "nomus",
+    "label_free_mia_acc",
+    "nomus_label_free",
+    "forget_verification_auc",
+    "activation_distance_to_gold",
+    "unlearn_seconds",
+)
+
+
+def _settings_for(method_name: str, backbone: str) -> dict[str, Any]:
+    from .unlearn import method_class
+
+    cls = method_class(method_name)
+    if method_name == "retrain":
+        return {}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if cls.optimizer != "sgd":  # Adam rates are not on the SGD scale of the overrides
+        fields -= {"lr", "head_lr"}
+    return {k: v for k, v in BACKBONE_OVERRIDES.get(backbone, {}).items() if k in fields}
+
+
+def run_bench(
+    aligned: Any,
+    base_split: Any,
+    *,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    settings: Sequence[str] = ("identity", "instance"),
+    backbones: Sequence[str] = ("dlib_resnet",),
+    instances: int = 20,
+    device: str = "cpu",
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the benchmark; one record per (backbone, setting, seed, model), ``model`` = original, gold or a method.
+
+    Each record: ``backbone``, ``setting``, ``seed``, ``model``, ``forget`` (who or what was forgotten),
+    ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``), ``error`` (when a method
+    failed; the others still run).
+    """
+    from .data import with_forget_identities, with_forget_instances
+    from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
+    from .experiment import forget
+    from .train import train_on_split
+    from .unlearn import create_method, method_class
+
+    for name in methods:
+        method_class(name)  # fail early on a typo
+    records: list[dict[str, Any]] = []
+    jobs = [(b, s) for b in backbones for s in seeds]
+    for job_index, (backbone, seed) in enumerate(jobs):
+        job_progress = scaled(progress, job_index / len(jobs), (job_index + 1) / len(jobs))
+        job_progress(0.0, f"{backbone} seed {seed}: training the original model")
+        original = train_on_split(aligned, base_split, backbone=backbone, seed=seed, device=device).model
+        for set_index, setting_name in enumerate(settings):
+            rng = np.random.default_rng(seed)
+            if setting_name == "identity":
+                person = str(rng.choice(list(base_split.known)))
+                split = with_forget_identities(base_split, [person])
+                what: Any = [person]
+            elif setting_name == "instance":
+                split = with_forget_instances(base_split, instances, seed=seed)
+                what = len(split.forget_keys)
+            else:
+                raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
+            parts = split_parts(aligned, split)
+            gold_model = train_on_split(aligned, split, which="gold", backbone=backbone, seed=seed, device=device).model
+            before = collect_parts(original, parts, device=device)
+            gold = collect_parts(gold_model, parts, device=device)
+            common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
+            for label, outs in (("original", before), ("gold", gold)):
+                report = report_from_outputs(outs, split, gold=gold, seed=seed)
+                records.append({**common, "model": label, "settings": {}, "metrics": dict(report.metrics)})
+            applicable = [m for m in methods if setting_name in method_class(m).modes]
+            for method_index, name in enumerate(applicable):
+                fraction = (set_index + (method_index + 1) / (len(applicable) + 1)) / len(settings)
+                job_progress(fraction, f"{backbone} seed {seed} {setting_name}: {name}")
+                overrides = _settings_for(name, backbone)
+                record = {**common, "model": name, "settings": overrides}
+                try:
+                    outcome = forget(
+                        aligned,
+                        split,
+                        original,
+                        create_method(name, **overrides),
+                        seed=seed,
+                        device=device,
+                        gold_model=gold_model,
+                        before=before,
+                        should_stop=should_stop,
+                    )
+                except DLFDError as exc:
+                    log.warning("%s failed on %s/%s seed %d: %s", name, backbone, setting_name, seed, exc)
+                    record["error"] = str(exc)
+                    records.append(record)
+                    continue
+                metrics = dict(outcome.reports["after"].metrics)
+                metrics["unlearn_seconds"] = outcome.result.seconds
+                record.update(settings=outcome.result.settings, metrics=metrics)
+                records.append(record)
+                log.info(
+                    "%s %s seed %d %s: retain-test %.3f forget %.3f NoMUS %.3f (label-free %.3f) %.1f s",
+                    backbone,
+                    setting_name,
+                    seed,
+                    name,
+                    metrics.get("retain_test_acc", math.nan),
+                    metrics.get("forget_train_acc", math.nan),
+                    metrics.get("nomus", math.nan),
+                    metrics.get("nomus_label_free", math.nan),
+                    outcome.result.seconds,
+                )
+    progress(1.0, "done")
+    return records
+
+
+def summarise(
+    records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS
+) -> dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]]:
+    """``{(backbone, setting): {model: {metric: (mean, std, n)}}}`` over seeds (NaNs and failed runs left out)."""
+    groups: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = {}
+    for r in records:
+        if "error" in r:
+            continue
+        per_model = groups.setdefault((r["backbone"], r["setting"]), {}).setdefault(r["model"], {})
+        for name in metrics:
+            value = r["metrics"].get(name, math.nan)
+            if value is not None and not math.isnan(value):
+                per_model.setdefault(name, []).append(float(value))
+    out: dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]] = {}
+    for key, models in groups.items():
+        out[key] = {
+            model: {name: (float(np.mean(v)), float(np.std(v)), len(v)) for name, v in values.items()}
+            for model, values in models.items()
+        }
+    return out
+
+
+def format_markdown(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    reference: str = "dlfd",
+    header: str = "",
+    metrics: Sequence[str] = SUMMARY_METRICS,
+) -> str:
+    """Markdown tables (one per backbone and setting) and, per setting, the reference method's NoMUS against each."""
+    summary = summarise(records, metrics)
+    lines = [header.rstrip(), ""] if header else []
+    for (backbone, setting_name), models in summary.items():
+        seeds = sorted({r["seed"] for r in records if r["backbone"] == backbone and r["setting"] == setting_name})
+        lines.append(f"### {backbone}, {setting_name} forgetting ({len(seeds)} seeds: {', '.join(map(str, seeds))})")
+        lines.append("")
+        lines.append("| model | " + " | ".join(metrics) + " |")
+        lines.append("|---|" + "---|" * len(metrics))
+        for model, values in models.items():
+            cells = []
+            for name in metrics:
+                if name in values:
+                    mean, std, _ = values[name]
+                    cells.append(
+                        f"{mean:.3f} ± {std:.3f}" if not name.endswith("seconds") else f"{mean:.1f} ± {std:.1f}"
+                    )
+                else:
+                    cells.append("–")
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        failed = [r for r in records if "error" in r and r["backbone"] == backbone and r["setting"] == setting_name]
+        for r in failed:
+            lines.append(f"\n{r['model']} failed on seed {r['seed']}: {r['error']}")
+        lines.append("")
+        if reference in models:
+            lines.extend(_comparison(models, reference))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comparison(models: Mapping[str, Mapping[str, tuple[float, float, int]]], reference: str) -> list[str]:
+    out = []
+    for key in ("nomus", "nomus_label_free"):
+        if key not in models[reference]:
+            continue
+        mine = models[reference][key][0]
+        better = [m for m, v in models.items() if m != reference and key in v and v[key][0] > mine + 1e-12]
+        worse_or_equal = [m for m, v in models.items() if m != reference and key in v and v[key][0] <= mine + 1e-12]
+        out.append(
+            f"- {reference} mean {key} {mine:.3f}: at least as high as {', '.join(worse_or_equal) or 'none'}; "
+            f"**lower than {', '.join(f'{m} ({models[m][key][0]:.3f})' for m in better) or 'none'}**."
+        )
+    return out

@@ -1,0 +1,89 @@
+"""The contract every registered unlearning method keeps (one parametrised test per method and forget mode)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlfd_core.errors import CancelledError, DLFDError, UnknownNameError
+from dlfd_core.unlearn import create_method, method_class, method_names
+from tests.tiny import tiny_data, tiny_model
+
+CASES = [(name, mode) for name in method_names() for mode in method_class(name).modes]
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_model()
+
+
+@pytest.mark.parametrize(("name", "mode"), CASES)
+def test_method_contract(name: str, mode: str, model: torch.nn.Module) -> None:
+    data = tiny_data(mode)
+    before = _state(model)
+    method = create_method(name, epochs=1) if name != "retrain" else create_method(name)
+    fractions: list[float] = []
+    first = method.run(model, data, seed=3, progress=lambda f, m="": fractions.append(f))
+    assert _equal(_state(model), before), "the caller's model changed"
+    assert first.model is not model
+    assert all(bool(torch.isfinite(p).all()) for p in first.model.parameters())
+    assert not first.model.training
+    assert fractions and fractions[-1] == 1.0
+    assert all(b >= a for a, b in zip(fractions, fractions[1:], strict=False)), "progress went backwards"
+    assert first.method == name and first.seed == 3 and first.seconds > 0
+    assert first.settings == method.settings()
+    second = method.run(model, data, seed=3)
+    assert _equal(_state(first.model), _state(second.model)), "same seed, different result"
+    assert [h.keys() for h in first.history] == [h.keys() for h in second.history]
+
+
+@pytest.mark.parametrize(("name", "mode"), CASES)
+def test_cancellation_leaves_the_model_usable(name: str, mode: str, model: torch.nn.Module) -> None:
+    data = tiny_data(mode)
+    before = _state(model)
+    polls = {"n": 0}
+
+    def should_stop() -> bool:
+        polls["n"] += 1
+        return polls["n"] > 1  # let the run start, stop at its first step
+
+    with pytest.raises(CancelledError):
+        create_method(name).run(model, data, seed=0, should_stop=should_stop)
+    assert _equal(_state(model), before)
+    with torch.no_grad():
+        assert torch.isfinite(model(data.retain_inputs)).all()
+    assert method_class(name)().run(model, data, seed=0).model is not None  # a later run still works
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(UnknownNameError, match="dlfd"):
+        create_method("no_such_method")
+    with pytest.raises(UnknownNameError, match="has no setting"):
+        create_method("dlfd", not_a_setting=1)
+    with pytest.raises(DLFDError, match="must lie in"):
+        create_method("dlfd", steps=-1)
+    with pytest.raises(DLFDError, match="must be one of"):
+        create_method("dlfd", feature_space="pixels")
+
+
+def test_every_method_documents_its_settings() -> None:
+    for name in method_names():
+        cls = method_class(name)
+        assert cls.title and cls.paper and (cls.__doc__ or "").strip(), name
+        for info in cls.fields_info():
+            assert info["help"], f"{name}.{info['name']} has no help text"
+
+
+def test_mode_restrictions_are_enforced(model: torch.nn.Module) -> None:
+    for name in method_names():
+        for mode in {"identity", "instance"} - set(method_class(name).modes):
+            with pytest.raises(DLFDError, match="supports"):
+                create_method(name).run(model, tiny_data(mode))
