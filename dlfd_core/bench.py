@@ -1,7 +1,8 @@
 """The benchmark: every method x seeds x forgetting settings x backbones, summarised as mean ± std.
 
 For each backbone and seed the original model is trained with the recipe and that seed; for each forgetting setting
-the forget request is drawn with the seed (one random known person, or ``instances`` random photos), the gold model
+the forget request is drawn with the seed (seed i forgets the i-th person of a fixed random order of the known
+people, or ``instances`` random photos drawn with the seed), the gold model
 is retrained on the retain set with the same seed, and every method runs on the same original model and is
 evaluated against the same gold model. Timings are wall times of this machine (see the JSON's ``environment``).
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DLFDError
+from .errors import CancelledError, DLFDError
 from .progress import ProgressFn, no_progress, scaled
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ SUMMARY_METRICS = (
     "forget_verification_auc",
     "activation_distance_to_gold",
     "unlearn_seconds",
+    "perturbed_batches",
 )
 
 
@@ -64,6 +66,7 @@ def run_bench(
     methods: Sequence[str],
     seeds: Sequence[int],
     settings: Sequence[str] = ("identity", "instance"),
+    method_settings: Mapping[str, Any] | None = None,
     backbones: Sequence[str] = ("dlib_resnet",),
     instances: int = 20,
     device: str = "cpu",
@@ -71,6 +74,8 @@ def run_bench(
     should_stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the benchmark; one record per (backbone, setting, seed, model), ``model`` = original, gold or a method.
+
+    ``method_settings`` are given to every method that has them (after the backbone's overrides).
 
     Each record: ``backbone``, ``setting``, ``seed``, ``model``, ``forget`` (who or what was forgotten),
     ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``), ``error`` (when a method
@@ -84,16 +89,21 @@ def run_bench(
 
     for name in methods:
         method_class(name)  # fail early on a typo
+    for setting_name in settings:
+        if setting_name not in ("identity", "instance"):
+            raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
     records: list[dict[str, Any]] = []
     jobs = [(b, s) for b in backbones for s in seeds]
     for job_index, (backbone, seed) in enumerate(jobs):
         job_progress = scaled(progress, job_index / len(jobs), (job_index + 1) / len(jobs))
         job_progress(0.0, f"{backbone} seed {seed}: training the original model")
-        original = train_on_split(aligned, base_split, backbone=backbone, seed=seed, device=device).model
+        original = train_on_split(
+            aligned, base_split, backbone=backbone, seed=seed, device=device, should_stop=should_stop
+        ).model
         for set_index, setting_name in enumerate(settings):
-            rng = np.random.default_rng(seed)
             if setting_name == "identity":
-                person = str(rng.choice(list(base_split.known)))
+                # seed i forgets the i-th person of one fixed random order, so seeds forget different people
+                person = str(np.random.default_rng(0).permutation(list(base_split.known))[seed % len(base_split.known)])
                 split = with_forget_identities(base_split, [person])
                 what: Any = [person]
             elif setting_name == "instance":
@@ -102,7 +112,9 @@ def run_bench(
             else:
                 raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
             parts = split_parts(aligned, split)
-            gold_model = train_on_split(aligned, split, which="gold", backbone=backbone, seed=seed, device=device).model
+            gold_model = train_on_split(
+                aligned, split, which="gold", backbone=backbone, seed=seed, device=device, should_stop=should_stop
+            ).model
             before = collect_parts(original, parts, device=device)
             gold = collect_parts(gold_model, parts, device=device)
             common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
@@ -114,6 +126,8 @@ def run_bench(
                 fraction = (set_index + (method_index + 1) / (len(applicable) + 1)) / len(settings)
                 job_progress(fraction, f"{backbone} seed {seed} {setting_name}: {name}")
                 overrides = _settings_for(name, backbone)
+                fields = {f.name for f in dataclasses.fields(method_class(name))}
+                overrides.update({k: v for k, v in (method_settings or {}).items() if k in fields})
                 record = {**common, "model": name, "settings": overrides}
                 try:
                     outcome = forget(
@@ -125,15 +139,20 @@ def run_bench(
                         device=device,
                         gold_model=gold_model,
                         before=before,
+                        report_reference=False,
                         should_stop=should_stop,
                     )
-                except DLFDError as exc:
-                    log.warning("%s failed on %s/%s seed %d: %s", name, backbone, setting_name, seed, exc)
-                    record["error"] = str(exc)
+                except CancelledError:
+                    raise
+                except Exception as exc:  # one method failing must not lose the others' results
+                    log.warning("%s failed on %s/%s seed %d: %r", name, backbone, setting_name, seed, exc)
+                    record["error"] = f"{type(exc).__name__}: {exc}"
                     records.append(record)
                     continue
                 metrics = dict(outcome.reports["after"].metrics)
                 metrics["unlearn_seconds"] = outcome.result.seconds
+                if any("perturbed" in h for h in outcome.result.history):  # DLFD: how long it synthesised
+                    metrics["perturbed_batches"] = sum(h.get("perturbed", 0.0) for h in outcome.result.history)
                 record.update(settings=outcome.result.settings, metrics=metrics)
                 records.append(record)
                 log.info(
@@ -155,7 +174,10 @@ def run_bench(
 def summarise(
     records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS
 ) -> dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]]:
-    """``{(backbone, setting): {model: {metric: (mean, std, n)}}}`` over seeds (NaNs and failed runs left out)."""
+    """``{(backbone, setting): {model: {metric: (mean, std, n)}}}`` over seeds (NaNs and failed runs left out).
+
+    ``std`` is the sample standard deviation (ddof 1; 0 for a single seed).
+    """
     groups: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = {}
     for r in records:
         if "error" in r:
@@ -168,7 +190,10 @@ def summarise(
     out: dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]] = {}
     for key, models in groups.items():
         out[key] = {
-            model: {name: (float(np.mean(v)), float(np.std(v)), len(v)) for name, v in values.items()}
+            model: {
+                name: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+                for name, v in values.items()
+            }
             for model, values in models.items()
         }
     return out

@@ -279,10 +279,14 @@ def parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DLFDError(f"a setting must look like name=value, got {item!r}")
+        name = key.strip().replace("-", "_")
+        if value.strip().lower() in ("true", "false"):
+            out[name] = value.strip().lower() == "true"
+            continue
         try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
+            out[name] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
+            out[name] = value
     return out
 
 
@@ -371,13 +375,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         methods=methods,
         seeds=list(range(args.seeds)),
         settings=[s.strip() for s in args.settings.split(",")],
+        method_settings=parse_settings(args.set),
         backbones=[b.strip() for b in args.backbones.split(",")],
         instances=args.instances,
         device=args.device,
         progress=_progress_printer("bench"),
     )
     seconds = time.perf_counter() - t0
-    command = "python -m dlfd_core bench " + " ".join(sys.argv[2:] if args.argv is None else args.argv)
+    command = "python -m dlfd_core " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     env = _environment()
     header = (
         f"Command: `{command}`  \n"
@@ -469,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default="identity,instance", help="identity and/or instance forgetting")
     p.add_argument("--backbones", default="dlib_resnet,resnet18", help="dlib_resnet (pretrained) and/or resnet18")
     p.add_argument("--instances", type=int, default=20, help="photos forgotten in the instance setting")
+    p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="settings for every method that has them")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="every run's metrics and settings")
     p.add_argument("--markdown", metavar="PATH", help="the summary tables")
@@ -479,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(argv)[1:] if argv is not None else None
+    args.argv = list(argv) if argv is not None else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

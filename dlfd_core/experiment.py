@@ -56,6 +56,7 @@ def forget(
     gold_model: nn.Module | None = None,
     train_gold: bool = False,
     before: Mapping[str, SplitOutputs] | None = None,
+    report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
 ) -> ForgetOutcome:
@@ -68,6 +69,8 @@ def forget(
         seed: the run's seed (also the attacks' subsampling seed and the gold model's training seed).
         gold_model: an already-trained gold model; or ``train_gold=True`` to train it with the original recipe.
         before: the original model's outputs on this split, when the caller already has them.
+        report_reference: also compute the original's and the gold model's reports (a benchmark that already has
+            them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
     """
     from .train import train_on_split
@@ -93,27 +96,31 @@ def forget(
     outputs["after"] = collect_parts(result.model, parts, device=device)
     timings["eval_after_seconds"] = time.perf_counter() - t0
     if train_gold:
-        trained = train_on_split(
-            aligned,
-            split,
-            which="gold",
-            backbone=model.backbone_name,
-            seed=seed,
-            device=device,
-            progress=scaled(progress, run_end, 0.95),
-            should_stop=should_stop,
-        )
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):  # train_on_split seeds the global generators
+            trained = train_on_split(
+                aligned,
+                split,
+                which="gold",
+                backbone=model.backbone_name,
+                seed=seed,
+                device=device,
+                progress=scaled(progress, run_end, 0.95),
+                should_stop=should_stop,
+            )
         gold_model = trained.model
         timings["gold_train_seconds"] = trained.seconds
     if gold_model is not None:
         progress(0.95, "evaluating the gold model")
         outputs["gold"] = collect_parts(gold_model, parts, device=device)
     gold = outputs.get("gold")
-    reports = {
-        "before": report_from_outputs(outputs["before"], split, gold=gold, seed=seed, meta={"model": "original"}),
-        "after": report_from_outputs(outputs["after"], split, gold=gold, seed=seed, meta={"model": method.name}),
-    }
-    if has_gold and gold is not None:
-        reports["gold"] = report_from_outputs(gold, split, gold=gold, seed=seed, meta={"model": "gold"})
+    reports = {"after": report_from_outputs(outputs["after"], split, gold=gold, seed=seed, meta={"model": method.name})}
+    if report_reference:
+        reports = {
+            "before": report_from_outputs(outputs["before"], split, gold=gold, seed=seed, meta={"model": "original"}),
+            **reports,
+        }
+        if has_gold and gold is not None:
+            reports["gold"] = report_from_outputs(gold, split, gold=gold, seed=seed, meta={"model": "gold"})
     progress(1.0, "done")
     return ForgetOutcome(reports=reports, outputs=outputs, result=result, timings=timings, gold_model=gold_model)

@@ -47,6 +47,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; written artefacts are meant to be readable
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from dlfd_core.unlearn import create_method
-from dlfd_core.unlearn.base import RunContext
 from dlfd_core.unlearn.dlfd import perturb
 from dlfd_core.unlearn.ot import cost_matrix, ot_distance, sinkhorn_plan
 from tests.tiny import tiny_data, tiny_model
@@ -71,9 +68,6 @@ def test_ot_term_has_a_nonzero_gradient_with_respect_to_the_perturbation() -> No
     ot = ot_distance(model.features(x + delta), target, epsilon=0.05)
     (grad,) = torch.autograd.grad(ot, delta)
     assert float(grad.abs().sum()) > 0
-    # the released code's form: OT of the unperturbed batch does not depend on delta at all
-    clean = ot_distance(model.features(x), target, epsilon=0.05)
-    assert torch.autograd.grad(clean + 0 * delta.sum(), delta)[0].abs().sum() == 0
 
 
 def _run_perturb(model, x, y, target, **kw) -> torch.Tensor:
@@ -123,12 +117,12 @@ def test_dlfd_default_differs_from_ot_weight_zero_and_from_released() -> None:
 
 def test_ce_weight_rises_linearly_and_monitor_stops_perturbing() -> None:
     model, data = tiny_model(), tiny_data("identity")
-    result = create_method("dlfd", batch_size=4, stop_threshold=1.0).run(model, data, seed=0)
+    result = create_method("dlfd", batch_size=4, stop_threshold=1.0, ce_weight_start=0.0).run(model, data, seed=0)
     weights = [h["ce_weight"] for h in result.history]
     np.testing.assert_allclose(weights, np.linspace(0.0, 1.0, len(weights)))
     perturbed = [h["perturbed"] for h in result.history]
     assert perturbed[0] == 1.0 and not any(perturbed[1:]), "threshold 1.0: the first score is below it"
-    never = create_method("dlfd", batch_size=4, stop_threshold=0.0).run(model, data, seed=0)
+    never = create_method("dlfd", batch_size=4, stop_threshold=0.0, ce_weight_start=0.0).run(model, data, seed=0)
     assert all(h["perturbed"] == 1.0 for h in never.history)
 
 
@@ -141,15 +135,10 @@ def test_identity_mode_resets_the_forgotten_rows_only() -> None:
     assert float(result.output_layer.weight[0].detach().abs().max()) <= bound
 
 
-def test_zero_learning_rate_and_no_steps_leave_weights_unchanged() -> None:
+def test_zero_learning_rate_leaves_weights_unchanged() -> None:
     model, data = tiny_model(), tiny_data("instance")
     method = create_method("dlfd", lr=0.0, head_lr=0.0, weight_decay=0.0)
     out = method.run(model, data, seed=0).model
     for (k, a), b in zip(model.state_dict().items(), out.state_dict().values(), strict=True):
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(a, b), k
-
-
-def test_run_context_is_not_needed_to_perturb() -> None:
-    assert dataclasses.is_dataclass(create_method("dlfd"))
-    assert RunContext is not None

@@ -72,6 +72,12 @@ def test_registry_errors() -> None:
         create_method("dlfd", steps=-1)
     with pytest.raises(DLFDError, match="must be one of"):
         create_method("dlfd", feature_space="pixels")
+    with pytest.raises(DLFDError, match="true or false"):
+        create_method("dlfd", reset_forget_classes="False")
+    with pytest.raises(DLFDError, match="whole number"):
+        create_method("dlfd", steps=2.5)
+    with pytest.raises(DLFDError, match="finite"):
+        create_method("dlfd", lr=float("nan"))
 
 
 def test_every_method_documents_its_settings() -> None:
@@ -83,6 +89,7 @@ def test_every_method_documents_its_settings() -> None:
 
 
 def test_mode_restrictions_are_enforced(model: torch.nn.Module) -> None:
+    assert any(len(method_class(n).modes) == 1 for n in method_names()), "some methods are identity-only"
     for name in method_names():
         for mode in {"identity", "instance"} - set(method_class(name).modes):
             with pytest.raises(DLFDError, match="supports"):

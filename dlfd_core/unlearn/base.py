@@ -371,6 +371,20 @@ class Method:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             meta = f.metadata
+            default = f.default
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise DLFDError(f"{self.name}: {f.name} must be true or false, got {value!r}")
+            if (
+                isinstance(default, int)
+                and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, int))
+            ):
+                raise DLFDError(f"{self.name}: {f.name} must be a whole number, got {value!r}")
+            if isinstance(default, float):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise DLFDError(f"{self.name}: {f.name} must be a finite number, got {value!r}")
+            if isinstance(default, str) and not isinstance(value, str):
+                raise DLFDError(f"{self.name}: {f.name} must be text, got {value!r}")
             if "choices" in meta and value not in meta["choices"]:
                 raise DLFDError(f"{self.name}: {f.name} must be one of {', '.join(map(str, meta['choices']))}")
             if isinstance(value, bool):
@@ -428,7 +442,8 @@ class Method:
         ctx = RunContext(self, device=device, seed=seed, progress=progress, should_stop=should_stop)
         ctx.check()
         start = time.perf_counter()
-        devices = [device] if device.type == "cuda" else []
+        # torch.manual_seed seeds every CUDA device: restore them all (and the CPU) afterwards
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             work = copy.deepcopy(model).to(device)

@@ -6,7 +6,7 @@ One pass over the retain set. For each retain batch ``(x_r, y_r)``, paired with 
    images in ``[0, 1]``) that *ascend* ``ot_weight · OT(g(x_r + δ), g(x_f)) − λ_b · CE(f(x_r + δ), y_r)``: the
    perturbed retain features move away from the forget features' distribution (Sinkhorn OT, see :mod:`.ot`) while
    staying correctly classified. ``λ_b`` rises linearly from ``ce_weight_start`` to ``ce_weight_end`` over the
-   epoch. ``x_r + δ`` is kept a valid image (clamped to ``[0, 1]`` in pixel space).
+   run's batches. ``x_r + δ`` is kept a valid image (clamped to ``[0, 1]`` in pixel space).
 2. **Train** one SGD step with cross-entropy on the perturbed batch.
 3. **Dynamic forgetting**: after each step a cheap forgetting score is measured (below); once it falls under
    ``stop_threshold``, perturbing stops and the rest of the epoch trains on clean retain batches.
@@ -105,20 +105,21 @@ def perturb(
     Returns:
         The perturbed batch, detached, in ``[0, 1]``.
     """
+    # The released code's OT is computed on the unperturbed batch: a constant with respect to δ, so it is not
+    # computed at all here (same δ, no wasted passes); with no CE weight either, nothing depends on δ.
+    use_ot = bool(ot_weight) and ot_on == "perturbed"
+    if not use_ot and not ce_weight:
+        return x.detach().clone()
     delta = torch.zeros_like(x, requires_grad=True)
-    clean_ot = None
-    if ot_on == "clean" and ot_weight:
-        with torch.no_grad(), autocast():  # type: ignore[operator]
-            clean_ot = _space(model, x, feature_space)
     for _ in range(steps):
         with autocast():  # type: ignore[operator]
             feats = model.features((x + delta).clamp(0.0, 1.0))
             logits = model.head(feats)
-            objective = -ce_weight * F.cross_entropy(logits.float(), y) if ce_weight else logits.sum() * 0.0
-            if ot_weight:
-                g = feats if feature_space == "features" else logits
-                source = g if ot_on == "perturbed" else clean_ot
-                objective = objective + ot_weight * ot_distance(source.float(), target, epsilon=epsilon, cost=cost)
+        objective = -ce_weight * F.cross_entropy(logits.float(), y)
+        if use_ot:
+            g = feats if feature_space == "features" else logits
+            with torch.autocast(device_type=x.device.type, enabled=False):  # the cost and plan in float32
+                objective = objective + ot_weight * ot_distance(g.float(), target, epsilon=epsilon, cost=cost)
         (grad,) = torch.autograd.grad(objective, delta, allow_unused=True)
         if grad is None:
             break
@@ -147,7 +148,9 @@ class DLFD(Method):
     steps: int = setting(5, "perturbation steps K per batch (paper: 15 / 20)", min=0, max=100)
     step_size: float = setting(1.0 / 255, "signed-gradient step α in pixel units (images in [0, 1])", min=0.0, max=1.0)
     ot_weight: float = setting(3.0, "weight of the OT distance in the perturbation (paper: 3 / 7)", min=0.0, max=1e3)
-    ce_weight_start: float = setting(0.0, "CE weight λ at the first batch (paper: 0 / 0.5)", min=0.0, max=1e3)
+    ce_weight_start: float = setting(
+        0.5, "CE weight λ at the first batch (paper: 0 on ages / 0.5 on emotions)", min=0.0, max=1e3
+    )
     ce_weight_end: float = setting(1.0, "CE weight λ at the last batch (paper: 1)", min=0.0, max=1e3)
     feature_space: str = setting(
         "features", "what OT compares: the embedding or the logits", choices=("features", "logits")

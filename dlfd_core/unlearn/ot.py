@@ -4,9 +4,10 @@
 the entropic transport plan with uniform marginals, found by log-domain Sinkhorn iterations.
 
 Gradient: the plan is computed without autograd and treated as a constant. For the regularised problem
-``min_π ⟨π, C⟩ − ε H(π)`` the gradient of the optimal value with respect to ``C`` is the optimal plan ``π*``
-(envelope theorem), so ``∇ (π*.detach() ⊙ C).sum()`` is the exact gradient at convergence; it also costs no
-backward pass through the iterations.
+``min_π ⟨π, C⟩ + ε KL(π ‖ a bᵀ)`` the gradient of the optimal *regularised* value with respect to ``C`` is the
+optimal plan ``π*`` (envelope theorem), so the gradient of ``(π*.detach() ⊙ C).sum()`` is the exact gradient of that
+regularised value at convergence (not of the unregularised ``Σ π ⊙ C`` that is returned, which differs by the
+entropy term's dependence on ``C``); it costs no backward pass through the iterations.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""The benchmark's summary and the forget / bench commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dlfd_core.bench import _settings_for, format_markdown, summarise
+from dlfd_core.cli import main, parse_settings
+from dlfd_core.errors import DLFDError
+
+
+def _record(model: str, seed: int, nomus: float, **extra: float) -> dict:
+    metrics = {"nomus": nomus, "retain_test_acc": 1.0, "unlearn_seconds": 2.0 + seed, **extra}
+    return {"backbone": "b", "setting": "identity", "seed": seed, "model": model, "settings": {}, "metrics": metrics}
+
+
+def test_summary_is_mean_and_population_std_over_seeds_skipping_nan_and_failures() -> None:
+    records = [
+        _record("dlfd", 0, 0.8),
+        _record("dlfd", 1, 0.6),
+        _record("finetune", 0, 0.9, nomus_label_free=math.nan),
+        _record("finetune", 1, 0.7, nomus_label_free=0.5),
+        {**_record("scrub", 0, 0.1), "error": "diverged"},
+    ]
+    summary = summarise(records)[("b", "identity")]
+    mean, std, n = summary["dlfd"]["nomus"]
+    assert (mean, n) == (pytest.approx(0.7), 2) and std == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert summary["finetune"]["nomus_label_free"] == (0.5, 0.0, 1)
+    assert "scrub" not in summary
+    table = format_markdown(records, header="H")
+    assert "| dlfd | " in table and "0.700 ± 0.141" in table
+    assert "scrub failed on seed 0: diverged" in table
+    assert "**lower than finetune (0.800)**" in table
+
+
+def test_resnet18_overrides_skip_adam_rates_and_retrain() -> None:
+    assert _settings_for("dlfd", "resnet18") == {"lr": 0.01, "head_lr": 0.01, "trainable": "all"}
+    assert _settings_for("bad_teacher", "resnet18") == {"trainable": "all"}
+    assert _settings_for("retrain", "resnet18") == {}
+    assert _settings_for("dlfd", "dlib_resnet") == {}
+
+
+def test_parse_settings() -> None:
+    assert parse_settings(["steps=3", "feature-space=logits", "amp=false"]) == {
+        "steps": 3,
+        "feature_space": "logits",
+        "amp": False,
+    }
+    with pytest.raises(DLFDError):
+        parse_settings(["steps"])
+
+
+@pytest.mark.slow
+def test_forget_command_writes_before_after_json(tmp_path, orl_aligned, capsys) -> None:
+    out = tmp_path / "r.json"
+    code = main(["forget", "--method", "class_reset", "--forget-identities", "s7", "--no-gold", "--json", str(out)])
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert payload["method"] == "class_reset" and payload["split"]["forget_identities"] == ["s7"]
+    assert payload["before"]["metrics"]["forget_train_acc"] == 1.0
+    assert payload["after"]["metrics"]["forget_train_acc"] == 0.0
+    assert payload["after"]["metrics"]["retain_test_acc"] == payload["before"]["metrics"]["retain_test_acc"]
+    assert "unlearn_seconds" in payload["timings"]
+    assert main(["forget", "--method", "nope", "--forget-identities", "s7"]) == 2
+    assert "unknown unlearning method" in capsys.readouterr().err
