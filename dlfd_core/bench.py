@@ -211,7 +211,8 @@ def format_markdown(
     lines = [header.rstrip(), ""] if header else []
     for (backbone, setting_name), models in summary.items():
         seeds = sorted({r["seed"] for r in records if r["backbone"] == backbone and r["setting"] == setting_name})
-        lines.append(f"### {backbone}, {setting_name} forgetting ({len(seeds)} seeds: {', '.join(map(str, seeds))})")
+        noun = "seed" if len(seeds) == 1 else "seeds"
+        lines.append(f"### {backbone}, {setting_name} forgetting ({len(seeds)} {noun}: {', '.join(map(str, seeds))})")
         lines.append("")
         lines.append("| model | " + " | ".join(metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
@@ -242,10 +243,12 @@ def _comparison(models: Mapping[str, Mapping[str, tuple[float, float, int]]], re
         if key not in models[reference]:
             continue
         mine = models[reference][key][0]
-        better = [m for m, v in models.items() if m != reference and key in v and v[key][0] > mine + 1e-12]
-        worse_or_equal = [m for m, v in models.items() if m != reference and key in v and v[key][0] <= mine + 1e-12]
+        others = {m: v[key][0] for m, v in models.items() if m not in (reference, "original", "gold") and key in v}
+        better = [m for m, v in others.items() if v > mine + 1e-12]
+        not_better = [m for m, v in others.items() if v <= mine + 1e-12]
+        gold = f" (gold {models['gold'][key][0]:.3f})" if "gold" in models and key in models["gold"] else ""
         out.append(
-            f"- {reference} mean {key} {mine:.3f}: at least as high as {', '.join(worse_or_equal) or 'none'}; "
-            f"**lower than {', '.join(f'{m} ({models[m][key][0]:.3f})' for m in better) or 'none'}**."
+            f"- {reference} mean {key} {mine:.3f}{gold}: at least as high as {', '.join(not_better) or 'none'}; "
+            f"**lower than {', '.join(f'{m} ({others[m]:.3f})' for m in better) or 'none'}**."
         )
     return out

@@ -350,6 +350,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_header(command: str, env: dict[str, Any], seconds: float) -> str:
+    return (
+        f"Command: `{command}`  \n"
+        f"Machine: {env['processor']}, {env['cpus']} CPUs, {env['threads']} torch threads, "
+        f"GPU {env['cuda'] or 'none'}; torch {env['torch']}; {env['date']}; total {seconds / 60:.1f} min.  \n"
+        "Each cell: mean ± sample std over seeds. Every method starts from the same original model per seed and is "
+        "compared with the same gold (retrained) model."
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_markdown, run_bench
     from .data import align_dataset
@@ -361,6 +371,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name in method_names():
             cls = method_class(name)
             print(f"{name:16s} {cls.title} ({cls.paper}); modes: {', '.join(cls.modes)}")
+        return 0
+    if args.render:
+        with open(args.render, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        env = saved["environment"]
+        header = _bench_header(saved["command"], env, saved["seconds"])
+        table = format_markdown(saved["records"], header=header)
+        print(table)
+        if args.markdown:
+            with open(args.markdown, "w", encoding="utf-8") as handle:
+                handle.write(table)
         return 0
     methods = method_names() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     dataset = load_dataset_from_args(args)
@@ -384,13 +405,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     command = "python -m dlfd_core " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     env = _environment()
-    header = (
-        f"Command: `{command}`  \n"
-        f"Machine: {env['processor']}, {env['cpus']} CPUs, {env['threads']} torch threads, "
-        f"GPU {env['cuda'] or 'none'}; torch {env['torch']}; {env['date']}; total {seconds / 60:.1f} min.  \n"
-        "Each cell: mean ± std over seeds. Every method starts from the same original model per seed and is "
-        "compared with the same gold (retrained) model."
-    )
+    header = _bench_header(command, env, seconds)
     table = format_markdown(records, header=header)
     print(table)
     if args.json:
@@ -478,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="every run's metrics and settings")
     p.add_argument("--markdown", metavar="PATH", help="the summary tables")
+    p.add_argument("--render", metavar="JSON", help="only re-render the tables of a saved --json file")
     p.set_defaults(func=cmd_bench, forget_identities=None, forget_instances=None, forget_seed=0)
     return parser
 

@@ -472,16 +472,25 @@ class Method:
 
     # -- helpers shared by several methods -------------------------------------------------------------------------
     def finetune_epochs(
-        self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, ctx: RunContext, epochs: int, stage: str
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        ctx: RunContext,
+        epochs: int,
+        stage: str,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        key: str = "loss",
     ) -> None:
-        """Plain cross-entropy training on ``(inputs, labels)`` with the method's optimiser settings."""
-        optimizer = ctx.sgd(model)
+        """Plain cross-entropy training on ``(inputs, labels)``; SGD with the method's settings unless given."""
+        optimizer = optimizer or ctx.sgd(model)
         model.train()
         for epoch in range(epochs):
             for x, y in ctx.batches(inputs, labels, self.batch_size):
                 with ctx.autocast():
                     loss = F.cross_entropy(model(x), y)
-                ctx.step(f"{stage} epoch {epoch + 1}/{epochs}", loss=ctx.update(optimizer, loss))
+                ctx.step(f"{stage} epoch {epoch + 1}/{epochs}", **{key: ctx.update(optimizer, loss)})
 
 
 @torch.no_grad()

@@ -462,10 +462,5 @@ class TMU(Method):
     ) -> None:
         """Plain cross-entropy training of an auxiliary model (twin, curriculum) with the method's SGD settings."""
         optimizer = ctx.sgd(model, trainable=trainable)
-        model.train()
-        for epoch in range(epochs):
-            for x, y in ctx.batches(inputs, labels, self.batch_size):
-                with ctx.autocast():
-                    loss = F.cross_entropy(model(x), y)
-                ctx.step(f"{stage} epoch {epoch + 1}/{epochs}", **{key: ctx.update(optimizer, loss)})
+        self.finetune_epochs(model, inputs, labels, ctx, epochs, stage, optimizer=optimizer, key=key)
         model.eval()

@@ -195,9 +195,4 @@ class Unsir(Method):
     ) -> None:
         """Cross-entropy epochs with a fresh Adam (as the authors' notebook creates one per stage)."""
         optimizer = ctx.adam(model, lr=self.lr * scale, head_lr=self.head_lr * scale, weight_decay=self.weight_decay)
-        model.train()
-        for epoch in range(epochs):
-            for x, y in ctx.batches(inputs, labels, self.batch_size):
-                with ctx.autocast():
-                    loss = F.cross_entropy(model(x), y)
-                ctx.step(f"{stage} {epoch + 1}/{epochs}", loss=ctx.update(optimizer, loss))
+        self.finetune_epochs(model, inputs, labels, ctx, epochs, stage, optimizer=optimizer)
