@@ -47,16 +47,18 @@ SUMMARY_METRICS = (
 )
 
 
-def _settings_for(method_name: str, backbone: str) -> dict[str, Any]:
+def _settings_for(method_name: str, backbone: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The backbone's overrides and then ``extra``, each limited to the settings the method has."""
     from .unlearn import method_class
 
     cls = method_class(method_name)
-    if method_name == "retrain":
-        return {}
     fields = {f.name for f in dataclasses.fields(cls)}
+    backbone_fields = set() if method_name == "retrain" else set(fields)  # retrain always uses the recipe
     if cls.optimizer != "sgd":  # Adam rates are not on the SGD scale of the overrides
-        fields -= {"lr", "head_lr"}
-    return {k: v for k, v in BACKBONE_OVERRIDES.get(backbone, {}).items() if k in fields}
+        backbone_fields -= {"lr", "head_lr"}
+    out = {k: v for k, v in BACKBONE_OVERRIDES.get(backbone, {}).items() if k in backbone_fields}
+    out.update({k: v for k, v in (extra or {}).items() if k in fields})
+    return out
 
 
 def run_bench(
@@ -125,9 +127,7 @@ def run_bench(
             for method_index, name in enumerate(applicable):
                 fraction = (set_index + (method_index + 1) / (len(applicable) + 1)) / len(settings)
                 job_progress(fraction, f"{backbone} seed {seed} {setting_name}: {name}")
-                overrides = _settings_for(name, backbone)
-                fields = {f.name for f in dataclasses.fields(method_class(name))}
-                overrides.update({k: v for k, v in (method_settings or {}).items() if k in fields})
+                overrides = _settings_for(name, backbone, method_settings)
                 record = {**common, "model": name, "settings": overrides}
                 try:
                     outcome = forget(

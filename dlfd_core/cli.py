@@ -350,6 +350,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emit_table(table: str, path: str | None) -> None:
+    print(table)
+    if path:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(table)
+
+
 def _bench_header(command: str, env: dict[str, Any], seconds: float) -> str:
     return (
         f"Command: `{command}`  \n"
@@ -377,11 +384,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             saved = json.load(handle)
         env = saved["environment"]
         header = _bench_header(saved["command"], env, saved["seconds"])
-        table = format_markdown(saved["records"], header=header)
-        print(table)
-        if args.markdown:
-            with open(args.markdown, "w", encoding="utf-8") as handle:
-                handle.write(table)
+        _emit_table(format_markdown(saved["records"], header=header), args.markdown)
         return 0
     methods = method_names() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     dataset = load_dataset_from_args(args)
@@ -406,16 +409,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     command = "python -m dlfd_core " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     env = _environment()
     header = _bench_header(command, env, seconds)
-    table = format_markdown(records, header=header)
-    print(table)
+    _emit_table(format_markdown(records, header=header), args.markdown)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(
                 {"command": command, "environment": env, "seconds": seconds, "records": records}, handle, indent=1
             )
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as handle:
-            handle.write(table)
     return 0
 
 

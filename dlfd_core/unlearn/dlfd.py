@@ -46,8 +46,10 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .base import Method, RunContext, UnlearnData, register_method, reset_classes, setting
@@ -58,12 +60,6 @@ log = logging.getLogger(__name__)
 __all__ = ["DLFD", "DLFDReleased", "ClassReset", "confidence_auc", "perturb"]
 
 
-def _auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
-    """Mann–Whitney AUC of ``pos`` scoring above ``neg`` (ties count half)."""
-    diff = pos.double().unsqueeze(1) - neg.double().unsqueeze(0)  # [P, N]
-    return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
-
-
 @torch.no_grad()
 def confidence_auc(model: nn.Module, forget: torch.Tensor, nonmember: torch.Tensor, ctx: RunContext) -> float:
     """AUC of the top-class softmax confidence separating forget photos from non-member photos."""
@@ -72,8 +68,9 @@ def confidence_auc(model: nn.Module, forget: torch.Tensor, nonmember: torch.Tens
     with ctx.autocast():
         logits = model(torch.cat([forget, nonmember]))
     model.train(was_training)
-    conf = logits.float().softmax(1).amax(1)
-    return _auc(conf[: len(forget)], conf[len(forget) :])
+    conf = logits.float().softmax(1).amax(1).cpu().numpy()
+    is_forget = np.r_[np.ones(len(forget)), np.zeros(len(nonmember))]
+    return float(roc_auc_score(is_forget, conf))  # ties count half
 
 
 def perturb(

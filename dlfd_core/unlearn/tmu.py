@@ -350,7 +350,8 @@ class TMU(Method):
         """M_t: the original fine-tuned on members ∪ holdout for ``twin_epochs``."""
         twin = copy.deepcopy(original)
         x, y = torch.cat([members_x, holdout_x]), torch.cat([members_y, holdout_y])
-        self._train(twin, x, y, ctx, self.twin_epochs, "twin model", "twin_loss")
+        optimizer = ctx.sgd(twin)
+        self.finetune_epochs(twin, x, y, ctx, self.twin_epochs, "twin model", optimizer=optimizer, key="twin_loss")
         return twin
 
     def curriculum_model(
@@ -378,15 +379,16 @@ class TMU(Method):
             _seeded(ctx, lambda: _reinitialise(curriculum))
             curriculum.to(ctx.device)
             trainable = "all"
-        self._train(
+        optimizer = ctx.sgd(curriculum, trainable=trainable)
+        self.finetune_epochs(
             curriculum,
             members_x,
             members_y,
             ctx,
             self.curriculum_epochs,
             "curriculum",
-            "curriculum_loss",
-            trainable=trainable,
+            optimizer=optimizer,
+            key="curriculum_loss",
         )
         return curriculum
 
@@ -447,20 +449,4 @@ class TMU(Method):
                 with ctx.autocast():
                     loss = F.cross_entropy(model(x), y)
                 ctx.step(f"unlearn epoch {epoch + 1}/{self.epochs}", loss=ctx.update(optimizer, loss))
-
-    def _train(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        labels: torch.Tensor,
-        ctx: RunContext,
-        epochs: int,
-        stage: str,
-        key: str,
-        *,
-        trainable: str | None = None,
-    ) -> None:
-        """Plain cross-entropy training of an auxiliary model (twin, curriculum) with the method's SGD settings."""
-        optimizer = ctx.sgd(model, trainable=trainable)
-        self.finetune_epochs(model, inputs, labels, ctx, epochs, stage, optimizer=optimizer, key=key)
         model.eval()

@@ -179,20 +179,12 @@ class Unsir(Method):
         )
         impair_x = torch.cat([noise_x.repeat(self.noise_copies, 1, 1, 1), retain_x])
         impair_y = torch.cat([noise_y.repeat(self.noise_copies), retain_y])
-        scale = self.impair_scale
-        self._train(model, impair_x, impair_y, ctx, self.impair_epochs, "UNSIR impair", scale)
-        self._train(model, retain_x, retain_y, ctx, self.epochs, "UNSIR repair", 1.0)
-
-    def _train(
-        self,
-        model: nn.Module,
-        inputs: torch.Tensor,
-        labels: torch.Tensor,
-        ctx: RunContext,
-        epochs: int,
-        stage: str,
-        scale: float,
-    ) -> None:
-        """Cross-entropy epochs with a fresh Adam (as the authors' notebook creates one per stage)."""
-        optimizer = ctx.adam(model, lr=self.lr * scale, head_lr=self.head_lr * scale, weight_decay=self.weight_decay)
-        self.finetune_epochs(model, inputs, labels, ctx, epochs, stage, optimizer=optimizer)
+        # a fresh Adam per stage, as the authors' notebook creates one for impair and one for repair
+        for x, y, epochs, stage, scale in (
+            (impair_x, impair_y, self.impair_epochs, "UNSIR impair", self.impair_scale),
+            (retain_x, retain_y, self.epochs, "UNSIR repair", 1.0),
+        ):
+            optimizer = ctx.adam(
+                model, lr=self.lr * scale, head_lr=self.head_lr * scale, weight_decay=self.weight_decay
+            )
+            self.finetune_epochs(model, x, y, ctx, epochs, stage, optimizer=optimizer)
