@@ -10,12 +10,12 @@ FACENET_PIN := facenet-pytorch==2.6.0
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test lint bench install install-dev browser clean
 
 run: $(VENV)/.installed
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(PY) app.py
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -40,6 +40,27 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	$(PIP) install --no-deps $(FACENET_PIN)
 	touch $@
+
+# The browser tests (tests/browser) drive Debian's chromium through playwright; never `playwright install`.
+# Installs chromium with apt-get when it is missing (as root, or through password-less sudo). When it cannot,
+# this says why and goes on: the browser tests then skip, or fail when CI=true.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ -x "$(CHROMIUM)" ] || { [ -n "$$DLFD_CHROMIUM" ] && [ -x "$$DLFD_CHROMIUM" ]; }; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: no apt-get; install chromium (or set DLFD_CHROMIUM) to run the browser tests."; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make browser: not root and no password-less sudo; run 'sudo apt-get install chromium'" \
+		"to run the browser tests."; exit 0; fi; \
+	echo "make browser: installing chromium with apt-get (about a minute)..."; \
+	log=$$(mktemp); \
+	if $$SUDO apt-get update -q >"$$log" 2>&1 \
+		&& $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>"$$log" 2>&1 \
+		&& [ -x "$(CHROMIUM)" ]; then echo "make browser: installed $$($(CHROMIUM) --version 2>/dev/null)"; \
+	else tail -n 20 "$$log"; echo "make browser: could not install chromium; the browser tests will not run."; fi; \
+	rm -f "$$log"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

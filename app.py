@@ -1,14 +1,26 @@
-"""DLFD Studio: the Gradio web app over ``dlfd_core``.
+"""DLFD Studio: pick or upload a face, make a face-recognition model forget it, and see what changed.
 
-This first version shows the bundled default dataset (ORL, detected and aligned by the project's MTCNN)
-as a gallery of the identities the model will know. Unlearning controls arrive with the unlearning issue.
-Run with ``make run`` (or ``python app.py``); it works offline.
+A thin Gradio layer over ``dlfd_core``: the session logic is :mod:`dlfd_core.studio`, the figures
+:mod:`dlfd_core.viz`, the methods :mod:`dlfd_core.unlearn`. Run with ``make run`` (or ``python app.py``); it works
+offline on the bundled default. ``DLFD_HOST`` / ``DLFD_PORT`` (or Gradio's ``GRADIO_SERVER_NAME`` /
+``GRADIO_SERVER_PORT``) choose where it listens.
+
+Sessions: each browser session gets its own :class:`~dlfd_core.studio.Session` (held in ``gr.State``) with a private
+folder under ``SESSIONS_ROOT``; the folder (reports, models, face crops) is deleted when the page is closed, and
+uploaded photos are deleted as soon as their faces are aligned. Heavy jobs share one queue slot, so one runs at a
+time on the device.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -16,55 +28,416 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dlfd_core.data import align_dataset, load_orl  # noqa: E402
+from dlfd_core import studio  # noqa: E402
+from dlfd_core.errors import CancelledError, DLFDError  # noqa: E402
+from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
+from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
 
 log = logging.getLogger("dlfd_studio")
 
-INTRO = """# DLFD Studio
-Remove people from a face-recognition model, and check that it really forgot them.
+SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdir()) / "dlfd-studio-sessions"))
+RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
+RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
 
-The bundled default is the **ORL Database of Faces** (AT&T Laboratories Cambridge): {identities} people,
-{images} photos, every face found and aligned by this project's MTCNN ({aligned} aligned, {failures} failed).
+# The `spaces` package exists on Hugging Face Spaces; on ZeroGPU hardware its decorator attaches a GPU to the call.
+try:  # pragma: no cover - depends on the hosting
+    import spaces
+
+    ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+except ImportError:  # pragma: no cover
+    spaces, ON_ZERO_GPU = None, False
+
+
+def gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``spaces.GPU(duration=...)`` on a ZeroGPU Space, a no-op elsewhere."""
+    if ON_ZERO_GPU and spaces is not None:  # pragma: no cover
+        return spaces.GPU(duration=duration)
+    return lambda fn: fn
+
+
+# ------------------------------------------------------------------------------------------------- sessions
+_LIVE: dict[str, studio.Session] = {}  # session hash -> session, to clean up when the page closes
+_LOCK = threading.Lock()
+
+
+def _close(session: studio.Session | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def _friendly(error: BaseException) -> gr.Error:
+    """A message for the page: ours verbatim, anything else without a traceback (logged here)."""
+    if isinstance(error, DLFDError):
+        return gr.Error(str(error))
+    log.exception("unexpected error", exc_info=error)
+    return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). The session is unchanged; try again.")
+
+
+def _progress(progress: gr.Progress) -> Callable[[float, str], None]:
+    return lambda fraction, message="": progress(min(max(fraction, 0.0), 1.0), desc=message or None)
+
+
+def _delete_uploads(paths: list[str]) -> None:
+    """Delete uploaded photos (the faces live on as aligned crops in the session only)."""
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+            Path(path).parent.rmdir()
+        except OSError:
+            pass
+
+
+def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: list[str], tag: str) -> list[tuple]:
+    """Write crops into the session's folder (served from there, deleted with it) for a gallery."""
+    from PIL import Image
+
+    folder = session.folder / "images"
+    folder.mkdir(exist_ok=True)
+    items = []
+    for i, (crop, caption) in enumerate(zip(crops, captions, strict=True)):
+        path = folder / f"{tag}_{i:03d}.png"
+        Image.fromarray(crop).save(path)
+        items.append((str(path), caption))
+    return items
+
+
+# ------------------------------------------------------------------------------------------------- page
+INTRO = """# DLFD Studio
+Make a face-recognition model **forget a person**, and check that it really did: against a "gold" model retrained
+without them, with membership attacks and the embedding. Pick people below (or upload your own face set), choose a
+method (DLFD, Choi & Na 2024, by default), and run.
+
+**Model:** {description}
 """
 
 
-def identity_gallery(aligned) -> list[tuple[np.ndarray, str]]:
-    """One (crop, caption) per identity: the first aligned face and the number of photos."""
-    first: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for index, identity in enumerate(aligned.identities):
-        first.setdefault(identity, index)
-        counts[identity] = counts.get(identity, 0) + 1
-    return [(aligned.crops[i], f"{identity} · {counts[identity]} photos") for identity, i in first.items()]
+def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
+    """Build the page on a loaded workspace (the bundled default when omitted)."""
+    workspace = workspace or studio.load_workspace()
+    SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([str(SESSIONS_ROOT)])
+    names = method_names()
 
+    def start(request: gr.Request):
+        session = studio.Session.start(workspace, SESSIONS_ROOT)
+        key = getattr(request, "session_hash", None)
+        if key:
+            with _LOCK:
+                _LIVE[key] = session
+        return session
 
-def build_demo() -> gr.Blocks:
-    """Build the page. Loads and aligns the bundled dataset once (cached on disk)."""
-    dataset = load_orl()
-    aligned = align_dataset(dataset)
-    with gr.Blocks(title="DLFD Studio") as demo:
-        gr.Markdown(
-            INTRO.format(
-                identities=len(dataset.identities),
-                images=len(dataset),
-                aligned=len(aligned.keys),
-                failures=len(aligned.failures),
+    def end(request: gr.Request):
+        key = getattr(request, "session_hash", None)
+        with _LOCK:
+            session = _LIVE.pop(key, None)
+        _close(session)
+
+    def gallery_items(session: studio.Session | None):
+        items = [(crop, name) for crop, name in workspace.gallery()]
+        if session is not None and session.enrolment is not None:
+            items.append((session.enrolment.crops[0], session.enrolment.name))
+        return items
+
+    def toggle(session: studio.Session, chosen: list[str] | None, evt: gr.SelectData):
+        known = session.identities if session is not None else workspace.split.known
+        chosen = list(chosen or [])
+        if evt.index is None or not 0 <= int(evt.index) < len(known):
+            return chosen
+        name = known[int(evt.index)]
+        return [c for c in chosen if c != name] if name in chosen else [*chosen, name]
+
+    def add_webcam(photo: str | None, pending: list[str]):
+        if not photo:
+            raise gr.Error("Take a photo with the webcam first.")
+        pending = [*pending, photo]
+        return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
+
+    @gpu(duration=120)
+    def do_enrol(session, name, files, pending, progress=gr.Progress()):  # noqa: B008
+        paths = [str(f) for f in (files or [])] + list(pending or [])
+        session.cancel.clear()
+        try:
+            enrolment = studio.enrol(
+                session, name, paths, progress=_progress(progress), should_stop=session.cancel.is_set
             )
+        except CancelledError:
+            gr.Warning("Enrolment cancelled; nothing changed.")
+            return (gr.skip(),) * 7 + (pending,)
+        except Exception as error:  # every failure reaches the page as a message
+            raise _friendly(error) from None
+        finally:
+            _delete_uploads(paths)
+        crops = _image_paths(session, enrolment.crops, [f"face {i + 1}" for i in range(len(enrolment.crops))], "enrol")
+        held = _image_paths(
+            session, [p.crop for p in enrolment.predictions], [p.caption for p in enrolment.predictions], "heldout"
         )
-        gr.Gallery(
-            value=identity_gallery(aligned),
-            label="Known identities",
-            columns=8,
-            height="auto",
-            elem_id="identity-gallery",
-            allow_preview=True,
+        failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
+        failures = f"**Photos without a usable face ({len(enrolment.failures)})**\n{failures}" if failures else ""
+        who = gr.update(choices=list(session.identities), value=[enrolment.name])
+        return enrolment.summary, crops, failures, held, who, gallery_items(session), None, []
+
+    def use_example(session):
+        paths = [str(p) for p in studio.example_photos(session)]
+        return paths, "visitor", f"{len(paths)} example photos chosen."
+
+    def check_photos(files, pending):
+        """Report files without a face as soon as they are chosen, before enrolling."""
+        return f"{len(files or []) + len(pending or [])} photo(s) chosen." if files or pending else ""
+
+    def method_help(name: str) -> str:
+        cls = method_class(name)
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        return f"**{cls.title}** — {cls.paper}. {doc}"
+
+    @gpu(duration=180)
+    def do_run(session, chosen, method_name, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
+        session.cancel.clear()
+        fields = method_class(method_name).fields_info()
+        try:
+            settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
+            log.info("run %s with %s", method_name, settings)
+            method = create_method(method_name, **settings)
+            record = studio.run_forget(
+                session,
+                chosen or [],
+                method,
+                seed=int(seed),
+                with_gold=bool(with_gold),
+                progress=_progress(progress),
+                should_stop=session.cancel.is_set,
+            )
+        except CancelledError:
+            gr.Warning("Run cancelled; the model is unchanged.")
+            return (gr.skip(),) * 9
+        except Exception as error:
+            raise _friendly(error) from None
+        outputs = record.outcome.outputs
+        predictions = _image_paths(
+            session,
+            [p.crop for p in record.predictions],
+            [p.caption for p in record.predictions],
+            f"run{record.number:02d}",
         )
+        rows = session.runs_table()
+        table = [[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]
+        files = [str(path) for path in record.files.values()]
+        return (
+            record.verdict,
+            studio.cards_html(record),
+            predictions,
+            embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            attack_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            table,
+            runs_figure([{**row, "run": row["run"]} for row in rows]),
+            files,
+            f"Run {record.label} finished in {record.seconds:.1f} s.",
+        )
+
+    def cancel(session: studio.Session | None):
+        if session is not None:
+            session.cancel.set()
+        return "Cancelling…"
+
+    with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
+        session_state = gr.State(None, delete_callback=_close)
+        pending = gr.State([])
+        gr.Markdown(INTRO.format(description=workspace.description), elem_id="intro")
+        # Results first (unrendered), so the settings form's run event can name them; placed below.
+        verdict = gr.Markdown(elem_id="verdict", render=False)
+        cards = gr.HTML(elem_id="cards", render=False)
+        predictions = gr.Gallery(
+            label="Predictions before → after (→ gold)",
+            columns=6,
+            height=300,
+            elem_id="predictions",
+            interactive=False,
+            render=False,
+        )
+        plot_embedding = gr.Plot(label="Feature distributions", elem_id="plot-embedding", render=False)
+        plot_attack = gr.Plot(label="Membership attack", elem_id="plot-attack", render=False)
+        runs_table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="runs-table", wrap=True, render=False)
+        plot_runs = gr.Plot(label="Compare runs", elem_id="plot-runs", render=False)
+        downloads = gr.File(
+            label="Downloads: report (JSON, Markdown) and the unlearned model (safetensors)",
+            file_count="multiple",
+            interactive=False,
+            elem_id="downloads",
+            render=False,
+        )
+
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
+                people = gr.Gallery(
+                    value=gallery_items(None),
+                    label="People the model knows",
+                    columns=10,
+                    height=330,
+                    allow_preview=False,
+                    elem_id="identity-gallery",
+                )
+                forget_who = gr.Dropdown(
+                    choices=list(workspace.split.known),
+                    value=[],
+                    multiselect=True,
+                    label="People to forget",
+                    elem_id="forget-who",
+                )
+                with gr.Accordion("Or upload your own face set (5–40 photos of one person)", open=False):
+                    gr.Markdown(
+                        "Your photos are used only in this browser session: faces are cut out, the photos deleted "
+                        "at once, and everything else when you close the page. The model is retrained with you as "
+                        "a new person, so that you can then be forgotten like anyone else."
+                    )
+                    enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
+                    example_button = gr.Button(
+                        "No photos at hand? Use an example face set (an ORL person the model never saw)",
+                        size="sm",
+                        elem_id="enrol-example",
+                    )
+                    enrol_files = gr.File(
+                        file_count="multiple", file_types=["image"], label="Photos", elem_id="enrol-files"
+                    )
+                    with gr.Row():
+                        webcam = gr.Image(
+                            sources=["webcam"], type="filepath", label="Or take photos", elem_id="enrol-webcam"
+                        )
+                        add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
+                    photo_count = gr.Markdown(elem_id="enrol-count")
+                    enrol_button = gr.Button("Enrol this person", variant="primary", elem_id="enrol-button")
+                    enrol_status = gr.Markdown(elem_id="enrol-status")
+                    enrol_failures = gr.Markdown(elem_id="enrol-failures")
+                    enrol_crops = gr.Gallery(
+                        label="Faces found", columns=8, height=200, elem_id="enrol-crops", interactive=False
+                    )
+                    enrol_held = gr.Gallery(
+                        label="Recognition of the held-out photos",
+                        columns=4,
+                        height=220,
+                        elem_id="enrol-heldout",
+                        interactive=False,
+                    )
+            with gr.Column(scale=2):
+                gr.Markdown("### 2. Method and settings")
+                method = gr.Dropdown(
+                    choices=[(f"{method_class(n).title} ({n})", n) for n in names],
+                    value="dlfd",
+                    label="Method",
+                    elem_id="method",
+                )
+                method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed", interactive=True)
+                    with_gold = gr.Checkbox(
+                        True,
+                        label="Also train the gold model (retrained without them)",
+                        elem_id="with-gold",
+                        interactive=True,
+                    )
+                with gr.Row():
+                    run_button = gr.Button("Forget", variant="primary", elem_id="run")
+                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                run_status = gr.Markdown(elem_id="run-status")
+
+                @gr.render(inputs=method)
+                def settings_form(name: str):
+                    with gr.Accordion(f"Settings of {name} (paper defaults)", open=False, elem_id="settings"):
+                        values = [_field_component(f) for f in method_class(name).fields_info()]
+                    run_button.click(
+                        do_run,
+                        inputs=[session_state, forget_who, method, seed, with_gold, *values],
+                        outputs=[
+                            verdict,
+                            cards,
+                            predictions,
+                            plot_embedding,
+                            plot_attack,
+                            runs_table,
+                            plot_runs,
+                            downloads,
+                            run_status,
+                        ],
+                        concurrency_id="device",
+                        concurrency_limit=1,
+                    )
+
+        gr.Markdown("### 3. Results")
+        verdict.render()
+        cards.render()
+        predictions.render()
+        plot_embedding.render()
+        plot_attack.render()
+        gr.Markdown("### Runs in this session")
+        runs_table.render()
+        plot_runs.render()
+        downloads.render()
+
+        demo.load(start, outputs=session_state)
+        demo.unload(end)
+        people.select(toggle, inputs=[session_state, forget_who], outputs=forget_who)
+        method.change(method_help, inputs=method, outputs=method_info)
+        add_photo.click(add_webcam, inputs=[webcam, pending], outputs=[webcam, pending, photo_count])
+        example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
+        enrol_files.change(check_photos, inputs=[enrol_files, pending], outputs=photo_count)
+        enrol_button.click(
+            do_enrol,
+            inputs=[session_state, enrol_name, enrol_files, pending],
+            outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
+            concurrency_id="device",
+            concurrency_limit=1,
+        )
+        cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False)
     return demo
+
+
+def _field_component(info: dict[str, Any]) -> gr.components.Component:
+    """One form field for a method setting; the method itself checks ranges (its message names the setting)."""
+    label, default = info["name"], info["default"]
+    limits = [f"{word} {info[key]}" for key, word in (("min", "min"), ("max", "max")) if info.get(key) is not None]
+    help_text = "; ".join([info.get("help") or "", *limits]).strip("; ")
+    common = {"label": label, "info": help_text, "interactive": True}
+    if info.get("choices"):
+        return gr.Dropdown(choices=list(info["choices"]), value=default, **common)
+    if info["type"] == "bool":
+        return gr.Checkbox(value=default, **common)
+    if info["type"] == "int":
+        return gr.Number(value=default, precision=0, step=1, **common)
+    if info["type"] == "float":
+        step = 10.0 ** math.floor(math.log10(abs(default))) if default else 0.01
+        return gr.Number(value=default, step=step, **common)
+    return gr.Textbox(value=str(default), **common)
+
+
+def _typed(info: dict[str, Any], value: Any) -> Any:
+    """A form value as the setting's type (the method's own checks give the range errors)."""
+    if value is None or value == "":
+        raise DLFDError(f"Setting '{info['name']}' is empty; its default is {info['default']}.")
+    kind = info["type"]
+    try:
+        if kind == "int":
+            if float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return bool(value)
+    except (TypeError, ValueError):
+        raise DLFDError(
+            f"Setting '{info['name']}' must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}."
+        ) from None
+    return str(value)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     build_demo().queue(default_concurrency_limit=1).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        server_name=os.environ.get("DLFD_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+        server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
     )

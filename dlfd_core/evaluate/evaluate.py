@@ -73,23 +73,26 @@ class PartData:
         return len(self.identities)
 
 
-def split_parts(aligned: AlignedFaces, split: Split) -> dict[str, PartData]:
-    """The non-empty parts of ``split`` (see the module docstring), from the aligned faces."""
-    key_identity = dict(zip(aligned.keys, aligned.identities, strict=True))
+def part_keys(aligned: AlignedFaces, split: Split) -> dict[str, tuple[str, ...]]:
+    """The image keys of each non-empty part of ``split`` (unseen: every aligned photo of an unseen person)."""
     unseen = set(split.unseen)
     keys = {
         "retain_train": split.retain_train_keys,
         "retain_test": split.retain_test_keys,
         "forget_train": split.forget_train_keys,
         "forget_test": split.forget_test_keys,
-        "unseen": tuple(k for k in aligned.keys if key_identity[k] in unseen),
+        "unseen": tuple(k for k, identity in zip(aligned.keys, aligned.identities, strict=True) if identity in unseen),
     }
+    return {name: part for name, part in keys.items() if part}
+
+
+def split_parts(aligned: AlignedFaces, split: Split) -> dict[str, PartData]:
+    """The non-empty parts of ``split`` (see the module docstring), from the aligned faces."""
+    key_identity = dict(zip(aligned.keys, aligned.identities, strict=True))
     parts = {}
-    for name, part_keys in keys.items():
-        if not part_keys:
-            continue
-        crops, labels = aligned_for(aligned, split, part_keys, allow_unseen=name == "unseen")
-        parts[name] = PartData(crops, labels, tuple(key_identity[k] for k in part_keys))
+    for name, keys in part_keys(aligned, split).items():
+        crops, labels = aligned_for(aligned, split, keys, allow_unseen=name == "unseen")
+        parts[name] = PartData(crops, labels, tuple(key_identity[k] for k in keys))
     return parts
 
 

@@ -1,0 +1,799 @@
+"""What the web app does, without the web: the bundled workspace, per-session state, enrolment, forgetting runs.
+
+``app.py`` is a thin Gradio layer over this module (and :mod:`dlfd_core.viz` for the figures). Everything here is
+plain Python and can be driven from a notebook or a test:
+
+* :class:`Workspace`: the bundled default (ORL, aligned; the default split; the shipped original model), loaded once
+  and shared read-only by every session.
+* :class:`Session`: one person's copy of the working state: the model they forget from (the original, or one that
+  also knows the face set they enrolled), their enrolled faces, a cache of gold models, every run they made, and a
+  private folder for downloads; :meth:`Session.close` deletes the folder.
+* :func:`enrol`: detect and align an uploaded face set, add the person as a new identity (the original recipe
+  retrained with them included), and show the model recognising their held-out photos.
+* :func:`run_forget`: forget identities with a registered method, evaluate before / after / gold, and write the
+  report (JSON and Markdown) and the unlearned model (safetensors) into the session's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import AlignedFaces, FaceDataset, Split, align_dataset, load_orl, load_split, with_forget_identities
+from .data.transforms import crops_to_tensor
+from .env import environment
+from .errors import DataError, DLFDError
+from .evaluate.evaluate import part_keys
+from .evaluate.metrics import softmax
+from .evaluate.outputs import SplitOutputs, collect_outputs
+from .evaluate.report import format_table
+from .experiment import ForgetOutcome, forget
+from .models import load_model, save_model
+from .paths import ASSETS_DIR, atomic_write, sha256_file
+from .progress import ProgressFn, no_progress, scaled
+
+__all__ = [
+    "MAX_UPLOAD_PHOTOS",
+    "MIN_ENROL_FACES",
+    "CARD_METRICS",
+    "Enrolment",
+    "Prediction",
+    "RunRecord",
+    "Session",
+    "Workspace",
+    "enrol",
+    "example_photos",
+    "load_workspace",
+    "run_forget",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPLIT = ASSETS_DIR / "splits" / "orl_seed0.json"
+DEFAULT_MODEL = ASSETS_DIR / "models" / "orl_dlib_resnet_original.safetensors"
+MIN_ENROL_FACES = 5
+MAX_UPLOAD_PHOTOS = 40
+GOLD_CACHE_SIZE = 4
+#: An ORL person the default model never trained on, whose photos serve as an example "upload".
+EXAMPLE_IDENTITY = "s35"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+
+#: The metrics on the result cards: (metric, label, how to read it).
+CARD_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("retain_test_acc", "Accuracy on everyone else", "held-out photos of the people kept; higher is better"),
+    ("forget_train_acc", "Recognises the forgotten photos", "closer to the gold model is better"),
+    ("label_free_mia_acc", "Membership attack", "tells forgotten photos from strangers'; 0.5 = chance"),
+    ("forgetting_score_label_free", "Forgetting score", "|attack − 0.5|; 0 is best"),
+    ("nomus_label_free", "NoMUS", "utility and forgetting in one number; higher is better"),
+    ("forget_verification_auc", "Embedding leakage", "can the face still be matched by features; compare with gold"),
+)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+def collect_all(model: nn.Module, aligned: AlignedFaces, split: Split, *, device: str | torch.device) -> KeyedOutputs:
+    """The model's outputs on every aligned crop of a known or unseen person (labels from ``split``; -1 unseen)."""
+    index = {identity: i for i, identity in enumerate(split.known)}
+    unseen = set(split.unseen)
+    rows = [i for i, identity in enumerate(aligned.identities) if identity in index or identity in unseen]
+    labels = np.asarray([index.get(aligned.identities[i], -1) for i in rows], dtype=np.int64)
+    inputs = crops_to_tensor(aligned.crops[np.asarray(rows, dtype=np.int64)], model.input_size)
+    outputs = collect_outputs(model, inputs, labels, [aligned.identities[i] for i in rows], device=device)
+    return KeyedOutputs(outputs, tuple(aligned.keys[i] for i in rows))
+
+
+@dataclass(frozen=True, eq=False)
+class KeyedOutputs:
+    """A model's outputs on many photos with each row's image key, so a split's parts are cut out, not recomputed."""
+
+    outputs: SplitOutputs
+    keys: tuple[str, ...]
+
+    def parts(self, aligned: AlignedFaces, split: Split) -> dict[str, SplitOutputs]:
+        """The per-part outputs of ``split`` (what :func:`~dlfd_core.evaluate.evaluate.collect_parts` would give)."""
+        rows = {key: i for i, key in enumerate(self.keys)}
+        return {
+            name: self.outputs.subset(np.asarray([rows[k] for k in keys], dtype=np.int64))
+            for name, keys in part_keys(aligned, split).items()
+        }
+
+
+# ------------------------------------------------------------------------------------------------- workspace
+@dataclass(frozen=True, eq=False)
+class Workspace:
+    """The bundled default, shared read-only by every session.
+
+    Attributes:
+        dataset: the face dataset (ORL).
+        aligned: its aligned crops.
+        split: the default split (no forget request).
+        model: the shipped original model, in eval mode; never trained in place.
+        model_path: where it was loaded from.
+        device: where runs go (CUDA when present).
+        outputs: the original model's outputs on every photo, computed once.
+        load_seconds: how long loading took.
+    """
+
+    dataset: FaceDataset
+    aligned: AlignedFaces
+    split: Split
+    model: nn.Module
+    model_path: Path
+    device: torch.device
+    outputs: KeyedOutputs
+    load_seconds: float
+
+    @property
+    def description(self) -> str:
+        """One line on what the model is and where it runs."""
+        where = f"GPU ({torch.cuda.get_device_name(0)})" if self.device.type == "cuda" else "CPU"
+        return (
+            f"{self.model.backbone_name} face embedding (pretrained) with a classifier over "
+            f"{self.split.num_classes} people, trained on {len(self.split.train_keys)} photos of "
+            f"{self.dataset.name}; {len(self.split.unseen)} more people are never trained on (the strangers). "
+            f"Runs on the {where}."
+        )
+
+    def gallery(self) -> list[tuple[np.ndarray, str]]:
+        """One (first crop, identity) per known identity, in class order."""
+        first: dict[str, int] = {}
+        for index, identity in enumerate(self.aligned.identities):
+            first.setdefault(identity, index)
+        return [(self.aligned.crops[first[identity]], identity) for identity in self.split.known]
+
+
+def load_workspace(
+    *,
+    split_path: str | Path = DEFAULT_SPLIT,
+    model_path: str | Path = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    progress: ProgressFn = no_progress,
+) -> Workspace:
+    """Load the bundled default: ORL (aligned, cached on disk), the default split and the shipped model. Offline."""
+    start = time.perf_counter()
+    device = torch.device(device) if device is not None else default_device()
+    progress(0.0, "loading the faces")
+    dataset = load_orl()
+    aligned = align_dataset(dataset, progress=scaled(progress, 0.0, 0.6))
+    split = load_split(split_path)
+    progress(0.6, "loading the model")
+    model = load_model(model_path, device=device).eval()
+    progress(0.7, "computing the original model's outputs")
+    outputs = collect_all(model, aligned, split, device=device)
+    progress(1.0, "ready")
+    return Workspace(
+        dataset=dataset,
+        aligned=aligned,
+        split=split,
+        model=model,
+        model_path=Path(model_path),
+        device=device,
+        outputs=outputs,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's predicted identity before and after (and under the gold model)."""
+
+    crop: np.ndarray
+    identity: str
+    role: str
+    before: tuple[str, float]
+    after: tuple[str, float] | None = None
+    gold: tuple[str, float] | None = None
+
+    @property
+    def caption(self) -> str:
+        text = f"{self.identity} ({self.role}) · before: {self.before[0]} {self.before[1]:.0%}"
+        if self.after is not None:
+            text += f" → after: {self.after[0]} {self.after[1]:.0%}"
+        if self.gold is not None:
+            text += f" · gold: {self.gold[0]} {self.gold[1]:.0%}"
+        return text
+
+
+def _top(logits: np.ndarray, names: Sequence[str]) -> list[tuple[str, float]]:
+    p = softmax(np.asarray(logits, dtype=np.float64))
+    best = p.argmax(axis=1)
+    return [(names[int(b)], float(p[i, b])) for i, b in enumerate(best)]
+
+
+@dataclass
+class Enrolment:
+    """An uploaded face set, enrolled as a new identity.
+
+    Attributes:
+        name: the new identity's name.
+        crops: the aligned faces found, in upload order.
+        failures: (file name, reason) for each photo without a usable face.
+        train, holdout, test: how many of the faces the model trains on / keeps aside / tests on.
+        predictions: the model's answer on the held-out test photos.
+        recognised: the fraction of held-out photos recognised as the person.
+        retain_test_acc: accuracy on everyone else's test photos after enrolling.
+        seconds: wall time (alignment and training).
+    """
+
+    name: str
+    crops: list[np.ndarray]
+    failures: list[tuple[str, str]]
+    train: int
+    holdout: int
+    test: int
+    predictions: list[Prediction]
+    recognised: float
+    retain_test_acc: float
+    seconds: float
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"Enrolled **{self.name}**: {len(self.crops)} faces found ({self.train} to train on, {self.holdout} kept "
+            f"aside, {self.test} to test). The model now recognises **{self.recognised:.0%}** of their held-out "
+            f"photos, and {self.retain_test_acc:.1%} of everyone else's. Took {self.seconds:.1f} s. You can now "
+            "choose them in the list of people to forget."
+        )
+
+
+@dataclass
+class RunRecord:
+    """One forgetting run of a session.
+
+    Attributes:
+        number: the run's number in its session (1, 2, ...).
+        identities: who was forgotten.
+        outcome: the evaluated run (reports before / after / gold, outputs, the unlearned model).
+        verdict: one plain sentence on whether the person is forgotten and what it cost.
+        predictions: example photos before / after / gold.
+        files: downloadable files (``report_json``, ``report_md``, ``model``) in the session's folder.
+        seconds: wall time of the whole run (unlearning, evaluations, gold model).
+    """
+
+    number: int
+    identities: tuple[str, ...]
+    outcome: ForgetOutcome
+    verdict: str
+    predictions: list[Prediction]
+    files: dict[str, Path]
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number} {self.outcome.result.method}"
+
+    def row(self) -> dict[str, Any]:
+        """The run as one row of the session's table."""
+        result = self.outcome.result
+        after = self.outcome.reports["after"].metrics
+        row: dict[str, Any] = {
+            "run": self.label,
+            "forgot": ", ".join(self.identities),
+            "method": result.method,
+            "settings": _changed_settings(result.method, result.settings),
+            "seed": result.seed,
+            "device": result.device,
+        }
+        for name, _, _ in CARD_METRICS:
+            row[name] = after.get(name, math.nan)
+        row["unlearn_seconds"] = result.seconds
+        row["total_seconds"] = self.seconds
+        return row
+
+
+def _changed_settings(method: str, settings: Mapping[str, Any]) -> str:
+    """The settings that differ from the method's defaults, as ``k=v`` (or "defaults")."""
+    from .unlearn import create_method
+
+    defaults = create_method(method).settings()
+    changed = [f"{k}={v}" for k, v in settings.items() if defaults.get(k) != v]
+    return ", ".join(changed) or "defaults"
+
+
+# ------------------------------------------------------------------------------------------------- session
+@dataclass(eq=False)
+class Session:
+    """One browser session's state. Nothing here is shared with another session.
+
+    Attributes:
+        workspace: the shared bundled default (read-only).
+        folder: this session's private folder (downloads); deleted by :meth:`close`.
+        aligned, split, model: what this session forgets from: the workspace's, or its own after :func:`enrol`.
+        outputs: ``model``'s outputs on every photo.
+        enrolment: the enrolled face set, if any.
+        runs: every run, oldest first.
+    """
+
+    workspace: Workspace
+    folder: Path
+    aligned: AlignedFaces
+    split: Split
+    model: nn.Module
+    outputs: KeyedOutputs
+    enrolment: Enrolment | None = None
+    runs: list[RunRecord] = field(default_factory=list)
+    gold_cache: OrderedDict[tuple[Any, ...], nn.Module] = field(default_factory=OrderedDict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(cls, workspace: Workspace, root: str | Path | None = None) -> Session:
+        """A new session on ``workspace``, with a fresh private folder under ``root`` (the system temp dir)."""
+        base = Path(root) if root is not None else Path(tempfile.gettempdir()) / "dlfd-studio-sessions"
+        base.mkdir(parents=True, exist_ok=True)
+        folder = base / uuid.uuid4().hex
+        folder.mkdir(mode=0o700)
+        return cls(
+            workspace=workspace,
+            folder=folder,
+            aligned=workspace.aligned,
+            split=workspace.split,
+            model=workspace.model,
+            outputs=workspace.outputs,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.workspace.device
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Who can be forgotten: the model's known people."""
+        return self.split.known
+
+    def close(self) -> None:
+        """Delete this session's folder and drop its models."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.gold_cache.clear()
+        self.runs.clear()
+        self.enrolment = None
+
+    def runs_table(self) -> list[dict[str, Any]]:
+        return [run.row() for run in self.runs]
+
+
+# ------------------------------------------------------------------------------------------------- enrolment
+def _check_name(name: str, split: Split) -> str:
+    name = (name or "").strip()
+    if not NAME_PATTERN.match(name):
+        raise DataError(
+            "Give the person a name of 1–40 letters, digits, spaces, dots, dashes or underscores, "
+            "starting with a letter or digit."
+        )
+    if name in split.known or name in split.unseen:
+        raise DataError(f"'{name}' is already a person in the dataset; choose another name.")
+    return name
+
+
+def _photo_name(photo: Any, index: int) -> str:
+    if isinstance(photo, (str, Path)):
+        return Path(photo).name
+    return f"photo {index + 1}"
+
+
+def enrol(
+    session: Session,
+    name: str,
+    photos: Sequence[Any],
+    *,
+    seed: int = 0,
+    aligner: Any = None,
+    exclude_unseen: Sequence[str] = (),
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> Enrolment:
+    """Add a person from their photos: align, split, retrain the original recipe with them, test on held-out photos.
+
+    The new model is trained exactly like the shipped one (same recipe and seed) on the default training photos plus
+    the person's, so "forgetting" them afterwards is compared with a gold model that is the same recipe without them.
+    One enrolment per session: enrolling again replaces the earlier person.
+
+    Args:
+        session: the session to enrol into (its model, split and faces are replaced on success only).
+        name: the person's name.
+        photos: 5 to 40 photos (paths, arrays or PIL images).
+        seed: the training seed.
+        aligner: a :class:`~dlfd_core.faces.FaceAligner` (a default one when omitted).
+        exclude_unseen: unseen people to drop from the non-member population because the photos are theirs
+            (the example face set is an unseen ORL person; :func:`example_photos` photos are detected
+            automatically).
+
+    Raises:
+        DataError: bad name, too few or too many photos, or fewer than 5 usable faces (the message lists why
+            each photo failed).
+    """
+    from .faces import FaceAligner
+    from .train import train_on_split
+
+    start = time.perf_counter()
+    base_aligned, base_split = session.workspace.aligned, session.workspace.split
+    name = _check_name(name, base_split)
+    example = session.folder / "example"
+    if any(Path(str(p)).parent == example for p in photos if isinstance(p, (str, Path))):
+        exclude_unseen = (*exclude_unseen, EXAMPLE_IDENTITY)
+    if not photos:
+        raise DataError(f"Upload {MIN_ENROL_FACES} to {MAX_UPLOAD_PHOTOS} photos of one person.")
+    if len(photos) > MAX_UPLOAD_PHOTOS:
+        raise DataError(f"{len(photos)} photos uploaded; at most {MAX_UPLOAD_PHOTOS} are accepted.")
+    aligner = aligner or FaceAligner()
+    results = aligner.align_batch(list(photos), progress=scaled(progress, 0.0, 0.3))
+    crops, failures = [], []
+    for index, (photo, result) in enumerate(zip(photos, results, strict=True)):
+        if isinstance(result, DLFDError):
+            # name the file as the person knows it, never by the server's path to it
+            shown = _photo_name(photo, index)
+            failures.append((shown, str(result).replace(str(photo), shown)))
+        else:
+            crops.append(result.crop)
+    if len(crops) < MIN_ENROL_FACES:
+        reasons = "; ".join(f"{n}: {why}" for n, why in failures) or "none failed"
+        raise DataError(
+            f"Only {len(crops)} usable faces among {len(photos)} photos; at least {MIN_ENROL_FACES} are needed. "
+            f"Photos without a usable face: {reasons}"
+        )
+    n = len(crops)
+    n_test = max(1, round(0.25 * n))
+    n_holdout = 1
+    keys = [f"upload/{name}/{i:03d}" for i in range(n)]
+    train_keys, holdout_keys, test_keys = keys[: n - n_test - 1], keys[n - n_test - 1 : n - n_test], keys[n - n_test :]
+    size = base_aligned.size
+    new_crops = np.stack([c if c.shape[0] == size else _resize(c, size) for c in crops])
+    aligned = AlignedFaces(
+        crops=np.concatenate([base_aligned.crops, new_crops]),
+        keys=(*base_aligned.keys, *keys),
+        identities=(*base_aligned.identities, *([name] * n)),
+        num_faces=np.concatenate([base_aligned.num_faces, np.ones(n, dtype=np.int64)]),
+        failures=base_aligned.failures,
+    )
+    split = Split(
+        dataset=base_split.dataset,
+        seed=base_split.seed,
+        known=(*base_split.known, name),
+        unseen=tuple(u for u in base_split.unseen if u not in set(exclude_unseen)),
+        train={**base_split.train, name: tuple(train_keys)},
+        test={**base_split.test, name: tuple(test_keys)},
+        holdout={**base_split.holdout, name: tuple(holdout_keys)},
+    )
+    progress(0.3, f"training the model to know {name}")
+    trained = train_on_split(
+        aligned,
+        split,
+        which="original",
+        backbone=session.workspace.model.backbone_name,
+        seed=seed,
+        device=session.device,
+        progress=scaled(progress, 0.3, 0.9),
+        should_stop=should_stop,
+    )
+    model = trained.model.eval()
+    progress(0.9, "testing on the held-out photos")
+    outputs = collect_all(model, aligned, split, device=session.device)
+    parts = outputs.parts(aligned, split)
+    test = parts["retain_test"]
+    own = np.asarray([identity == name for identity in test.identities])
+    correct = test.predictions == test.labels
+    rows = np.flatnonzero(own)
+    names = split.known
+    predictions = [
+        Prediction(crop=new_crops[n - n_test + j], identity=name, role="held out", before=top)
+        for j, top in enumerate(_top(test.logits[rows], names))
+    ]
+    enrolment = Enrolment(
+        name=name,
+        crops=list(new_crops),
+        failures=failures,
+        train=len(train_keys),
+        holdout=n_holdout,
+        test=n_test,
+        predictions=predictions,
+        recognised=float(correct[own].mean()),
+        retain_test_acc=float(correct[~own].mean()),
+        seconds=time.perf_counter() - start,
+    )
+    session.aligned, session.split, session.model, session.outputs = aligned, split, model, outputs
+    session.enrolment = enrolment
+    session.gold_cache.clear()
+    progress(1.0, "enrolled")
+    return enrolment
+
+
+def example_photos(session: Session) -> list[Path]:
+    """Copy the example face set (an ORL person the model never saw) into the session's folder, as PNG files."""
+    from PIL import Image
+
+    folder = session.folder / "example"
+    folder.mkdir(exist_ok=True)
+    dataset = session.workspace.dataset
+    paths = []
+    for i, record in enumerate(dataset.records_of(EXAMPLE_IDENTITY)):
+        path = folder / f"example_{i + 1:02d}.png"
+        with Image.open(dataset.root / record.key) as image:
+            image.convert("RGB").save(path)
+        paths.append(path)
+    return paths
+
+
+def _resize(crop: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
+
+
+# ------------------------------------------------------------------------------------------------- forgetting
+def verdict(outcome: ForgetOutcome, identities: Sequence[str]) -> str:
+    """A plain sentence or two on whether ``identities`` are forgotten, judged against the gold model, and the cost.
+
+    "Forgotten" means: the unlearned model recognises their training photos no more than the gold model does (+5
+    points), and the label-free membership attack does no better than on the gold model (or chance) + 10 points.
+    """
+    before = outcome.reports["before"].metrics
+    after = outcome.reports["after"].metrics
+    gold = outcome.reports["gold"].metrics if "gold" in outcome.reports else None
+    recognised = after.get("forget_train_acc", math.nan)
+    attack = after.get("label_free_mia_acc", math.nan)
+    if gold is not None:
+        target_acc, target_attack = gold.get("forget_train_acc", 0.0), gold.get("label_free_mia_acc", 0.5)
+        reference = f" (the gold model, never trained on them: {target_acc:.0%} and {target_attack:.0%})"
+    else:
+        target_acc, target_attack = 0.0, 0.5
+        reference = " (no gold model computed: judged against 0% and chance, 50%)"
+    forgotten = recognised <= target_acc + 0.05 and attack <= max(target_attack, 0.5) + 0.1
+    who = ", ".join(identities)
+    verb = ("are" if len(identities) > 1 else "is") + ("" if forgotten else " not fully")
+    text = (
+        f"**{who} {verb} forgotten.** The model now recognises {recognised:.0%} of the forgotten training photos, "
+        f"and a "
+        f"membership attack tells them from strangers' photos {attack:.0%} of the time{reference}. Accuracy on "
+        f"everyone else went from {before.get('retain_test_acc', math.nan):.1%} to "
+        f"{after.get('retain_test_acc', math.nan):.1%}; unlearning took {outcome.result.seconds:.1f} s on the "
+        f"{outcome.result.device.upper()}."
+    )
+    leak = after.get("forget_verification_auc", math.nan)
+    if gold is not None and not math.isnan(leak):
+        text += (
+            f" Faces can still be matched by the embedding (verification AUC {leak:.3f}, gold "
+            f"{gold.get('forget_verification_auc', math.nan):.3f}): the pretrained backbone tells apart people it "
+            "never trained on, so this is judged against the gold model, not against zero."
+        )
+    return text
+
+
+def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_side: int = 6) -> list[Prediction]:
+    before, after, gold = outcome.outputs["before"], outcome.outputs["after"], outcome.outputs.get("gold")
+    keys = part_keys(session.aligned, split)
+    chosen: list[tuple[str, str, int]] = []  # (part, role, row)
+    forget_rows = [("forget_train", "forgotten", i) for i in range(len(keys.get("forget_train", ())))]
+    forget_rows += [("forget_test", "forgotten, held out", i) for i in range(len(keys.get("forget_test", ())))]
+    chosen += forget_rows[:per_side]
+    retain = keys.get("retain_test", ())
+    rng = np.random.default_rng(0)
+    for i in sorted(rng.choice(len(retain), size=min(per_side, len(retain)), replace=False).tolist()):
+        chosen.append(("retain_test", "kept", i))
+    names = split.known
+    out = []
+    for part, role, row in chosen:
+        key = keys[part][row]
+        top = {
+            name: _top(outputs[part].logits[row : row + 1], names)[0]
+            for name, outputs in (
+                ("before", before),
+                ("after", after),
+                *((("gold", gold),) if gold is not None else ()),
+            )
+        }
+        out.append(
+            Prediction(
+                crop=session.aligned.crops[session.aligned.index_of(key)],
+                identity=before[part].identities[row],
+                role=role,
+                before=top["before"],
+                after=top["after"],
+                gold=top.get("gold"),
+            )
+        )
+    return out
+
+
+def run_forget(
+    session: Session,
+    identities: Sequence[str],
+    method: Any,
+    *,
+    seed: int = 0,
+    with_gold: bool = True,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunRecord:
+    """Forget ``identities`` from the session's model with a configured method; evaluate; write the downloads.
+
+    The gold model (the original recipe retrained without them, same seed) is cached per session for the same
+    people and seed, so comparing methods does not retrain it each time.
+
+    Raises:
+        DataError: no identity chosen, or all of them (nothing would be left to keep).
+        CancelledError: ``should_stop`` returned True; the session is unchanged.
+    """
+    start = time.perf_counter()
+    identities = tuple(dict.fromkeys(identities or ()))
+    if not identities:
+        raise DataError("Choose at least one person to forget.")
+    if len(identities) >= len(session.split.known):
+        raise DataError("Forgetting everyone leaves nothing to keep: leave at least one person.")
+    split = with_forget_identities(session.split, identities)
+    key = (identities, seed, session.model.backbone_name)
+    gold_model = session.gold_cache.get(key) if with_gold else None
+    outcome = forget(
+        session.aligned,
+        split,
+        session.model,
+        method,
+        seed=seed,
+        device=session.device,
+        gold_model=gold_model,
+        train_gold=with_gold and gold_model is None,
+        before=session.outputs.parts(session.aligned, split),
+        progress=progress,
+        should_stop=should_stop,
+    )
+    if with_gold and outcome.gold_model is not None:
+        session.gold_cache[key] = outcome.gold_model
+        session.gold_cache.move_to_end(key)
+        while len(session.gold_cache) > GOLD_CACHE_SIZE:
+            session.gold_cache.popitem(last=False)
+    number = len(session.runs) + 1
+    record = RunRecord(
+        number=number,
+        identities=identities,
+        outcome=outcome,
+        verdict=verdict(outcome, identities),
+        predictions=_predictions(outcome, session, split),
+        files={},
+        seconds=time.perf_counter() - start,
+    )
+    record.files = write_downloads(record, session, split)
+    session.runs.append(record)
+    return record
+
+
+def _card_value(name: str, value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
+
+
+def cards_html(record: RunRecord) -> str:
+    """The result cards: each headline metric before → after (→ gold), with how to read it, and the time."""
+    reports = record.outcome.reports
+    columns = [("before", "Original"), ("after", "Unlearned"), ("gold", "Gold")]
+    cards = []
+    for name, label, reading in CARD_METRICS:
+        values = " → ".join(
+            f"<span title='{title}'>{_card_value(name, reports[key].metrics.get(name))}</span>"
+            for key, title in columns
+            if key in reports
+        )
+        cards.append(
+            f"<div class='dlfd-card' data-metric='{name}'><div class='dlfd-card-label'>{label}</div>"
+            f"<div class='dlfd-card-value'>{values}</div><div class='dlfd-card-help'>{reading}</div></div>"
+        )
+    timings = record.outcome.timings
+    gold_time = f", gold model {timings['gold_train_seconds']:.1f} s" if "gold_train_seconds" in timings else ""
+    cards.append(
+        f"<div class='dlfd-card' data-metric='time'><div class='dlfd-card-label'>Time</div>"
+        f"<div class='dlfd-card-value'>{record.outcome.result.seconds:.1f} s</div>"
+        f"<div class='dlfd-card-help'>unlearning; whole run {record.seconds:.1f} s{gold_time}</div></div>"
+    )
+    order = " → ".join(title for key, title in columns if key in reports)
+    style = (
+        "<style>.dlfd-cards{display:flex;flex-wrap:wrap;gap:8px}.dlfd-card{flex:1 1 180px;border:1px solid #ddd;"
+        "border-radius:8px;padding:8px 10px}.dlfd-card-label{font-weight:600}.dlfd-card-value{font-size:1.15em;"
+        "margin:4px 0}.dlfd-card-help{font-size:.8em;opacity:.75}</style>"
+    )
+    return f"{style}<div class='dlfd-cards-caption'>{order}</div><div class='dlfd-cards'>{''.join(cards)}</div>"
+
+
+# ------------------------------------------------------------------------------------------------- downloads
+def report_json(record: RunRecord, session: Session, split: Split) -> dict[str, Any]:
+    """The run's report: settings, seed, versions, hardware, the split, metrics before / after / gold, timings."""
+    return {
+        "tool": "DLFD Studio",
+        "run": record.number,
+        "forgotten": list(record.identities),
+        "split": split.describe(),
+        "original_model": {
+            "file": session.workspace.model_path.name if session.enrolment is None else None,
+            "sha256": sha256_file(session.workspace.model_path) if session.enrolment is None else None,
+            "enrolled": session.enrolment.name if session.enrolment is not None else None,
+        },
+        "environment": environment(),
+        "total_seconds": record.seconds,
+        "verdict": record.verdict,
+        **record.outcome.to_json(),
+    }
+
+
+def report_markdown(data: Mapping[str, Any], record: RunRecord) -> str:
+    """The report as Markdown (the same content as :func:`report_json`)."""
+    env = data["environment"]
+    settings = ", ".join(f"`{k}={v}`" for k, v in data["settings"].items())
+    table = format_table(record.outcome.reports)
+    return "\n".join(
+        [
+            f"# DLFD Studio run {data['run']}: forgetting {', '.join(data['forgotten'])}",
+            "",
+            record.verdict,
+            "",
+            f"- Method: **{data['method']}**; settings: {settings}; seed {data['seed']}; device {data['device']}",
+            f"- {data['split']}",
+            f"- Original model: {json.dumps(data['original_model'])}",
+            f"- Environment: Python {env['python']}, torch {env['torch']}, numpy {env['numpy']}, "
+            f"{env['cpus']} CPUs ({env['threads']} threads), GPU {env['cuda'] or 'none'}, {env['date']}",
+            "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in data["timings"].items()),
+            "",
+            "```",
+            table,
+            "```",
+            "",
+        ]
+    )
+
+
+def write_downloads(record: RunRecord, session: Session, split: Split) -> dict[str, Path]:
+    """Write the report (JSON, Markdown) and the unlearned model (safetensors) into the session's folder."""
+    folder = session.folder / f"run{record.number:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"dlfd_studio_run{record.number:02d}_{record.outcome.result.method}"
+    data = report_json(record, session, split)
+    files = {
+        "report_json": folder / f"{stem}.json",
+        "report_md": folder / f"{stem}.md",
+        "model": folder / f"{stem}.safetensors",
+    }
+    with atomic_write(files["report_json"], "w") as handle:
+        json.dump(data, handle, indent=2, default=_json_default)
+    with atomic_write(files["report_md"], "w") as handle:
+        handle.write(report_markdown(data, record))
+    model = record.outcome.result.model
+    metadata = {
+        "method": data["method"],
+        "settings": data["settings"],
+        "seed": data["seed"],
+        "forgotten": data["forgotten"],
+    }
+    save_model(
+        model,
+        files["model"],
+        metadata=json.loads(json.dumps(metadata, default=_json_default)),
+        delta=bool(getattr(model, "pretrained", False)),
+    )
+    return files
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

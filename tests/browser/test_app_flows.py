@@ -1,0 +1,214 @@
+"""The app's flows in a real browser: forget a known person, enrol and forget an uploaded face set, refuse a photo
+without a face, keep two sessions apart, and delete a session's files when its page closes.
+
+Set ``DLFD_SCREENSHOTS=<folder>`` to save a screenshot of each view there (``docs/screenshots`` for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import wait_for_gradio
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+THUMBNAILS = "#identity-gallery .grid-container .thumbnail-item"
+RUN_TIMEOUT_MS = 300_000  # a run with the gold model on a busy 2-core machine; normally about 20 s
+
+
+def _shot(page: Page, name: str, selector: str | None = None) -> None:
+    folder = os.environ.get("DLFD_SCREENSHOTS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    target = page.locator(selector) if selector else page
+    target.screenshot(path=str(Path(folder) / f"{name}.png"), **({} if selector else {"full_page": True}))
+
+
+@pytest.fixture(scope="module")
+def face_photos(tmp_path_factory) -> list[Path]:
+    """PNG copies of an unseen ORL person's ten photos (standing in for a person's own upload)."""
+    from dlfd_core.data import load_orl
+    from dlfd_core.studio import EXAMPLE_IDENTITY
+
+    dataset = load_orl()
+    folder = tmp_path_factory.mktemp("upload")
+    paths = []
+    for i, record in enumerate(dataset.records_of(EXAMPLE_IDENTITY)):
+        path = folder / f"me_{i + 1:02d}.png"
+        with Image.open(dataset.root / record.key) as image:
+            image.convert("RGB").save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def no_face(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("noface") / "wall.png"
+    Image.fromarray(np.full((160, 160, 3), 180, np.uint8)).save(path)
+    return path
+
+
+def _select_person(page: Page, index: int) -> str:
+    thumb = page.locator(THUMBNAILS).nth(index)
+    name = thumb.locator("img").get_attribute("alt")
+    thumb.click()
+    from playwright.sync_api import expect
+
+    expect(page.locator("#forget-who")).to_contain_text(name)
+    return name
+
+
+def _set_gold(page: Page, on: bool) -> None:
+    box = page.locator("#with-gold input[type=checkbox]")
+    if box.is_checked() != on:
+        box.click()
+
+
+def _run(page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#run").click()
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=RUN_TIMEOUT_MS)
+
+
+def _enrol(page: Page, name: str, files: list[Path]) -> None:
+    page.get_by_role("button", name="Or upload your own face set").click()
+    page.locator("#enrol-name textarea").fill(name)
+    page.locator("#enrol-files input[type=file]").set_input_files([str(f) for f in files])
+    from playwright.sync_api import expect
+
+    expect(page.locator("#enrol-count")).to_contain_text(f"{len(files)} photo", timeout=60_000)
+    page.locator("#enrol-button").click()
+
+
+def test_forget_a_known_person_shows_cards_and_plots(app_page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page = app_page
+    expect(page.locator("#intro")).to_contain_text("30 people")
+    expect(page.locator("#intro")).to_contain_text("CPU")
+    _shot(page, "01_start")
+    name = _select_person(page, 6)
+    expect(page.locator("#method input[role=combobox]")).to_have_value("DLFD (dlfd)")
+    started = time.monotonic()
+    _run(page)
+    print(f"\nclick to results (DLFD, gold model trained): {time.monotonic() - started:.1f} s")
+    expect(page.locator("#verdict")).to_contain_text(f"{name} is")
+    cards = page.locator("#cards .dlfd-card")
+    expect(cards).to_have_count(7)
+    expect(page.locator("#cards .dlfd-cards-caption")).to_have_text("Original → Unlearned → Gold")
+    for plot in ("#plot-embedding", "#plot-attack", "#plot-runs"):
+        expect(page.locator(f"{plot} .js-plotly-plot")).to_be_visible(timeout=60_000)
+    expect(page.locator("#predictions .thumbnail-item").first).to_be_visible()
+    expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_contain_text("#1 dlfd")
+    expect(page.locator("#downloads")).to_contain_text(".safetensors")
+    expect(page.locator("#downloads")).to_contain_text(".json")
+    _shot(page, "02_results")
+    _shot(page, "03_plots", "#plot-embedding")
+    _shot(page, "04_attack", "#plot-attack")
+
+
+def test_enrol_an_uploaded_face_set_then_forget_it(app_page: Page, face_photos, no_face) -> None:
+    from playwright.sync_api import expect
+
+    page = app_page
+    _enrol(page, "me", [*face_photos, no_face])
+    expect(page.locator("#enrol-status")).to_contain_text("Enrolled", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#enrol-failures")).to_contain_text("wall.png")
+    expect(page.locator("#enrol-failures")).to_contain_text("No face found")
+    expect(page.locator("#enrol-crops .thumbnail-item")).to_have_count(len(face_photos))
+    expect(page.locator("#enrol-heldout .thumbnail-item").first).to_be_visible()
+    expect(page.locator(THUMBNAILS)).to_have_count(31)
+    expect(page.locator("#forget-who")).to_contain_text("me")
+    _shot(page, "05_enrolled")
+    _set_gold(page, False)
+    _run(page)
+    expect(page.locator("#verdict")).to_contain_text("me is")
+    expect(page.locator("#cards .dlfd-cards-caption")).to_have_text("Original → Unlearned")
+
+
+def test_a_photo_without_a_face_gets_a_clear_message(app_page: Page, no_face) -> None:
+    from playwright.sync_api import expect
+
+    page = app_page
+    _enrol(page, "nobody", [no_face])
+    message = page.get_by_text("usable faces", exact=False).first
+    expect(message).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("wall.png: No face found", exact=False).first).to_be_visible()
+    assert "Traceback" not in page.content()
+    _shot(page, "06_no_face")
+    # the session is still usable: the people list is unchanged and a run still works
+    expect(page.locator(THUMBNAILS)).to_have_count(30)
+
+
+def test_two_sessions_see_only_their_own_uploads(browser: Browser, app_server: str, face_photos, sessions_dir) -> None:
+    from playwright.sync_api import expect
+
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        a, b = first.new_page(), second.new_page()
+        wait_for_gradio(a, app_server)
+        wait_for_gradio(b, app_server)
+        _enrol(a, "alice", face_photos[:7])
+        expect(a.locator("#enrol-status")).to_contain_text("Enrolled", timeout=RUN_TIMEOUT_MS)
+        expect(a.locator(THUMBNAILS)).to_have_count(31)
+        # the other session still has only the bundled people, no crops, and cannot choose alice
+        expect(b.locator(THUMBNAILS)).to_have_count(30)
+        assert "alice" not in b.locator(THUMBNAILS).locator("img").evaluate_all("els => els.map(e => e.alt)")
+        b.get_by_role("button", name="Or upload your own face set").click()
+        expect(b.locator("#enrol-crops .thumbnail-item")).to_have_count(0)
+        b.locator("#forget-who input[role=combobox]").click()
+        options = b.locator("ul[role=listbox] li").all_inner_texts()
+        assert options and "alice" not in [o.strip() for o in options]
+        folders = {p for p in sessions_dir.iterdir() if p.is_dir()}
+        assert len(folders) >= 2
+        # closing the first page ends its session: its folder (crops, reports, models) is deleted
+        a_crops = [p for p in sessions_dir.rglob("enrol_*.png")]
+        assert a_crops
+        first.close()
+        deadline = time.monotonic() + 30
+        while any(p.exists() for p in a_crops) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in a_crops)
+    finally:
+        for context in (first, second):
+            try:
+                context.close()
+            except Exception:  # already closed
+                pass
+
+
+def test_method_form_follows_the_method_and_refuses_bad_values(app_page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page = app_page
+    _select_person(page, 3)
+    _set_gold(page, False)
+    page.locator("#method input[role=combobox]").click()
+    page.locator("ul[role=listbox] li", has_text="(finetune)").click()
+    expect(page.locator("#method-info")).to_contain_text("Fine-tun")
+    page.locator("#settings").click()  # open the accordion of the method's settings
+    lr = page.get_by_label("lr", exact=True)
+    expect(lr).to_have_value("0.0005")
+    lr.fill("-1")
+    lr.press("Tab")
+    page.locator("#run").click()
+    expect(page.get_by_text("lr", exact=False).filter(has_text="-1").first).to_be_visible(timeout=60_000)
+    assert "Traceback" not in page.content()
+    lr.fill("0.0005")
+    lr.press("Tab")
+    epochs = page.get_by_label("epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Tab")
+    _run(page)
+    expect(page.locator('#runs-table [data-testid="cell-0-2"]')).to_have_text("finetune")
+    expect(page.locator('#runs-table [data-testid="cell-0-3"]')).to_have_text("epochs=3")

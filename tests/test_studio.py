@@ -1,0 +1,135 @@
+"""The app's session logic on the bundled default: runs, downloads, enrolment, errors, cancellation, clean-up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlfd_core import studio
+from dlfd_core.errors import CancelledError, DataError
+from dlfd_core.evaluate.evaluate import collect_parts, split_parts
+from dlfd_core.models import load_model
+from dlfd_core.unlearn import create_method
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(orl_aligned):
+    return studio.load_workspace(device="cpu")
+
+
+@pytest.fixture()
+def session(workspace, tmp_path):
+    s = studio.Session.start(workspace, tmp_path / "sessions")
+    yield s
+    s.close()
+
+
+def _orl_photos(orl_dataset, identity):
+    return [str(orl_dataset.root / record.key) for record in orl_dataset.records_of(identity)]
+
+
+def test_workspace_describes_the_bundled_default(workspace):
+    assert workspace.split.num_classes == 30
+    assert "30 people" in workspace.description and "CPU" in workspace.description
+    gallery = workspace.gallery()
+    assert [name for _, name in gallery] == list(workspace.split.known)
+    assert gallery[0][0].shape == (150, 150, 3)
+
+
+def test_cached_parts_match_a_fresh_evaluation(workspace):
+    from dlfd_core.data import with_forget_identities
+
+    split = with_forget_identities(workspace.split, ["s7"])
+    cached = workspace.outputs.parts(workspace.aligned, split)
+    fresh = collect_parts(workspace.model, split_parts(workspace.aligned, split))
+    assert cached.keys() == fresh.keys()
+    for name in fresh:
+        assert cached[name].identities == fresh[name].identities
+        np.testing.assert_array_equal(cached[name].labels, fresh[name].labels)
+        np.testing.assert_allclose(cached[name].logits, fresh[name].logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_writes_its_report_and_model(session):
+    record = studio.run_forget(session, ["s7"], create_method("class_reset"), seed=3, with_gold=False)
+    assert session.runs == [record]
+    assert record.outcome.reports["after"].metrics["forget_train_acc"] == 0.0
+    assert "s7" in record.verdict and "no gold model" in record.verdict
+    assert {p.role for p in record.predictions} >= {"forgotten", "kept"}
+    data = json.loads(record.files["report_json"].read_text())
+    assert data["method"] == "class_reset" and data["seed"] == 3 and data["forgotten"] == ["s7"]
+    assert data["environment"]["torch"] and "after" in data and "before" in data
+    assert "class_reset" in record.files["report_md"].read_text()
+    reloaded = load_model(record.files["model"])
+    for a, b in zip(reloaded.state_dict().values(), record.outcome.result.model.state_dict().values(), strict=True):
+        assert torch_equal(a, b)
+    assert reloaded.metadata["forgotten"] == ["s7"]
+    row = session.runs_table()[0]
+    assert row["run"] == "#1 class_reset" and row["forget_train_acc"] == 0.0
+    assert "data-metric='nomus_label_free'" in studio.cards_html(record)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a.cpu(), b.cpu()))
+
+
+def test_bad_requests_are_refused_and_change_nothing(session, workspace):
+    with pytest.raises(DataError, match="at least one person"):
+        studio.run_forget(session, [], create_method("class_reset"), with_gold=False)
+    with pytest.raises(DataError, match="leave at least one"):
+        studio.run_forget(session, list(workspace.split.known), create_method("class_reset"), with_gold=False)
+    with pytest.raises(CancelledError):
+        studio.run_forget(session, ["s7"], create_method("finetune"), with_gold=False, should_stop=lambda: True)
+    assert session.runs == []
+    assert session.model is workspace.model
+
+
+def test_close_deletes_the_session_folder(workspace, tmp_path):
+    s = studio.Session.start(workspace, tmp_path)
+    studio.run_forget(s, ["s9"], create_method("class_reset"), with_gold=False)
+    assert any(s.folder.rglob("*.safetensors"))
+    s.close()
+    assert not s.folder.exists()
+    other = studio.Session.start(workspace, tmp_path)
+    assert other.folder != s.folder and other.runs == []
+    other.close()
+
+
+def test_enrol_then_forget_an_uploaded_face_set(session, workspace, orl_dataset, tmp_path):
+    """An unseen ORL person's photos stand in for an upload; a blank image is refused with its reason."""
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 200, np.uint8)).save(blank)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    photos = [*_orl_photos(orl_dataset, "s35"), str(blank), str(not_an_image)]
+    enrolment = studio.enrol(session, "visitor", photos, exclude_unseen=["s35"])
+    assert [name for name, _ in enrolment.failures] == ["blank.png", "notes.png"]
+    assert "No face found" in enrolment.failures[0][1]
+    assert len(enrolment.crops) == 10 and enrolment.train + enrolment.holdout + enrolment.test == 10
+    assert session.split.known[-1] == "visitor" and "s35" not in session.split.unseen
+    assert session.model.num_classes == 31 and session.model is not workspace.model
+    assert enrolment.recognised > 0.0  # the new class is predicted for some held-out photo of the person
+    assert len(enrolment.predictions) == enrolment.test
+    record = studio.run_forget(session, ["visitor"], create_method("class_reset"), with_gold=False)
+    assert record.outcome.reports["before"].metrics["forget_train_acc"] > 0.0
+    assert record.outcome.reports["after"].metrics["forget_train_acc"] == 0.0
+    # the shared workspace is untouched by this session's enrolment
+    assert workspace.split.num_classes == 30 and "visitor" not in workspace.split.known
+
+
+def test_enrol_refuses_bad_input_and_keeps_the_session(session, workspace, orl_dataset, tmp_path):
+    with pytest.raises(DataError, match="name"):
+        studio.enrol(session, "../etc", _orl_photos(orl_dataset, "s35"))
+    with pytest.raises(DataError, match="already a person"):
+        studio.enrol(session, "s7", _orl_photos(orl_dataset, "s35"))
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(blank)
+    with pytest.raises(DataError, match="Only 3 usable faces.*blank.png: No face found"):
+        studio.enrol(session, "few", [*_orl_photos(orl_dataset, "s35")[:3], str(blank)])
+    assert session.model is workspace.model and session.enrolment is None
