@@ -158,11 +158,15 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         session.cancel.clear()
         try:
             enrolment = studio.enrol(
-                session, name, paths, progress=_progress(progress), should_stop=session.cancel.is_set
+                session,
+                name,
+                paths,
+                device=studio.default_device(),  # on ZeroGPU, CUDA exists only inside this call
+                progress=_progress(progress),
+                should_stop=session.cancel.is_set,
             )
         except CancelledError:
-            gr.Warning("Enrolment cancelled; nothing changed.")
-            return (gr.skip(),) * 7 + (pending,)
+            return ("Enrolment cancelled; nothing changed.",) + (gr.skip(),) * 6 + (None, pending)
         except Exception as error:  # every failure reaches the page as a message
             raise _friendly(error) from None
         finally:
@@ -203,12 +207,12 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 method,
                 seed=int(seed),
                 with_gold=bool(with_gold),
+                device=studio.default_device(),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
             )
         except CancelledError:
-            gr.Warning("Run cancelled; the model is unchanged.")
-            return (gr.skip(),) * 9
+            return (gr.skip(),) * 8 + ("Run cancelled; nothing changed.",)
         except Exception as error:
             raise _friendly(error) from None
         outputs = record.outcome.outputs

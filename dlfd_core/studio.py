@@ -59,6 +59,7 @@ __all__ = [
     "Workspace",
     "enrol",
     "example_photos",
+    "write_example_photos",
     "load_workspace",
     "run_forget",
 ]
@@ -399,6 +400,7 @@ def enrol(
     seed: int = 0,
     aligner: Any = None,
     exclude_unseen: Sequence[str] = (),
+    device: str | torch.device | None = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
 ) -> Enrolment:
@@ -417,6 +419,7 @@ def enrol(
         exclude_unseen: unseen people to drop from the non-member population because the photos are theirs
             (the example face set is an unseen ORL person; :func:`example_photos` photos are detected
             automatically).
+        device: where to train (the session's device when omitted).
 
     Raises:
         DataError: bad name, too few or too many photos, or fewer than 5 usable faces (the message lists why
@@ -426,6 +429,7 @@ def enrol(
     from .train import train_on_split
 
     start = time.perf_counter()
+    device = torch.device(device) if device is not None else session.device
     base_aligned, base_split = session.workspace.aligned, session.workspace.split
     name = _check_name(name, base_split)
     example = session.folder / "example"
@@ -481,13 +485,14 @@ def enrol(
         which="original",
         backbone=session.workspace.model.backbone_name,
         seed=seed,
-        device=session.device,
+        device=device,
         progress=scaled(progress, 0.3, 0.9),
         should_stop=should_stop,
     )
     model = trained.model.eval()
     progress(0.9, "testing on the held-out photos")
-    outputs = collect_all(model, aligned, split, device=session.device)
+    outputs = collect_all(model, aligned, split, device=device)
+    model = model.cpu()  # kept between calls on the CPU (a ZeroGPU device exists only during a call)
     parts = outputs.parts(aligned, split)
     test = parts["retain_test"]
     own = np.asarray([identity == name for identity in test.identities])
@@ -519,14 +524,17 @@ def enrol(
 
 def example_photos(session: Session) -> list[Path]:
     """Copy the example face set (an ORL person the model never saw) into the session's folder, as PNG files."""
+    return write_example_photos(session.workspace.dataset, session.folder / "example")
+
+
+def write_example_photos(dataset: FaceDataset, folder: Path, prefix: str = "example") -> list[Path]:
+    """Write :data:`EXAMPLE_IDENTITY`'s photos from ``dataset`` into ``folder`` as RGB PNG files."""
     from PIL import Image
 
-    folder = session.folder / "example"
-    folder.mkdir(exist_ok=True)
-    dataset = session.workspace.dataset
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, record in enumerate(dataset.records_of(EXAMPLE_IDENTITY)):
-        path = folder / f"example_{i + 1:02d}.png"
+        path = folder / f"{prefix}_{i + 1:02d}.png"
         with Image.open(dataset.root / record.key) as image:
             image.convert("RGB").save(path)
         paths.append(path)
@@ -621,6 +629,7 @@ def run_forget(
     *,
     seed: int = 0,
     with_gold: bool = True,
+    device: str | torch.device | None = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunRecord:
@@ -634,6 +643,7 @@ def run_forget(
         CancelledError: ``should_stop`` returned True; the session is unchanged.
     """
     start = time.perf_counter()
+    device = torch.device(device) if device is not None else session.device
     identities = tuple(dict.fromkeys(identities or ()))
     if not identities:
         raise DataError("Choose at least one person to forget.")
@@ -642,21 +652,25 @@ def run_forget(
     split = with_forget_identities(session.split, identities)
     key = (identities, seed, session.model.backbone_name)
     gold_model = session.gold_cache.get(key) if with_gold else None
+    if gold_model is not None:
+        gold_model.to(device)
     outcome = forget(
         session.aligned,
         split,
         session.model,
         method,
         seed=seed,
-        device=session.device,
+        device=device,
         gold_model=gold_model,
         train_gold=with_gold and gold_model is None,
         before=session.outputs.parts(session.aligned, split),
         progress=progress,
         should_stop=should_stop,
     )
+    # models rest on the CPU between calls (on ZeroGPU the device exists only during a call)
+    outcome.result.model.cpu()
     if with_gold and outcome.gold_model is not None:
-        session.gold_cache[key] = outcome.gold_model
+        session.gold_cache[key] = outcome.gold_model.cpu()
         session.gold_cache.move_to_end(key)
         while len(session.gold_cache) > GOLD_CACHE_SIZE:
             session.gold_cache.popitem(last=False)

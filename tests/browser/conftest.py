@@ -45,6 +45,7 @@ RENDER_TIMEOUT_MS = 30_000
 _HERE = Path(__file__).resolve().parent
 _SERVER_LOG = pytest.StashKey[Path]()
 _SESSIONS_DIR = pytest.StashKey[Path]()
+_GRADIO_TEMP = pytest.StashKey[Path]()
 
 
 def _in_ci() -> bool:
@@ -141,6 +142,7 @@ def app_server(
     }
     log = tmp_path_factory.mktemp("app_server") / "app.log"
     env["DLFD_SESSIONS_DIR"] = str(tmp_path_factory.mktemp("app_sessions"))
+    env["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio_temp"))  # where uploads land
     request.config.stash[_SERVER_LOG] = log
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
     started = time.monotonic()
@@ -163,6 +165,7 @@ def app_server(
             time.sleep(0.5)
         print(f"\napp server ready at {url} after {time.monotonic() - started:.1f} s", file=sys.stderr)
         request.config.stash[_SESSIONS_DIR] = Path(env["DLFD_SESSIONS_DIR"])
+        request.config.stash[_GRADIO_TEMP] = Path(env["GRADIO_TEMP_DIR"])
         yield url
     finally:
         _stop(process)
@@ -242,3 +245,9 @@ def app_page(page: Page, app_server: str) -> Page:
 def sessions_dir(app_server: str, request: pytest.FixtureRequest) -> Path:
     """The folder under which the app server keeps each browser session's private folder."""
     return request.config.stash[_SESSIONS_DIR]
+
+
+@pytest.fixture
+def gradio_temp(app_server: str, request: pytest.FixtureRequest) -> Path:
+    """The app server's Gradio cache folder (uploads and files Gradio copies for the page)."""
+    return request.config.stash[_GRADIO_TEMP]

@@ -37,17 +37,9 @@ def _shot(page: Page, name: str, selector: str | None = None) -> None:
 def face_photos(tmp_path_factory) -> list[Path]:
     """PNG copies of an unseen ORL person's ten photos (standing in for a person's own upload)."""
     from dlfd_core.data import load_orl
-    from dlfd_core.studio import EXAMPLE_IDENTITY
+    from dlfd_core.studio import write_example_photos
 
-    dataset = load_orl()
-    folder = tmp_path_factory.mktemp("upload")
-    paths = []
-    for i, record in enumerate(dataset.records_of(EXAMPLE_IDENTITY)):
-        path = folder / f"me_{i + 1:02d}.png"
-        with Image.open(dataset.root / record.key) as image:
-            image.convert("RGB").save(path)
-        paths.append(path)
-    return paths
+    return write_example_photos(load_orl(), tmp_path_factory.mktemp("upload"), prefix="me")
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +109,16 @@ def test_forget_a_known_person_shows_cards_and_plots(app_page: Page) -> None:
     _shot(page, "04_attack", "#plot-attack")
 
 
-def test_enrol_an_uploaded_face_set_then_forget_it(app_page: Page, face_photos, no_face) -> None:
+def test_enrol_an_uploaded_face_set_then_forget_it(app_page: Page, face_photos, no_face, gradio_temp) -> None:
     from playwright.sync_api import expect
 
     page = app_page
     _enrol(page, "me", [*face_photos, no_face])
     expect(page.locator("#enrol-status")).to_contain_text("Enrolled", timeout=RUN_TIMEOUT_MS)
+    # the uploaded photos are gone from the server once their faces are aligned, and no crop was copied out of the
+    # session's own folder into Gradio's shared cache
+    left = [p.name for p in gradio_temp.rglob("*") if p.is_file() and (p.name.startswith("me_") or "enrol_" in p.name)]
+    assert left == []
     expect(page.locator("#enrol-failures")).to_contain_text("wall.png")
     expect(page.locator("#enrol-failures")).to_contain_text("No face found")
     expect(page.locator("#enrol-crops .thumbnail-item")).to_have_count(len(face_photos))
@@ -212,3 +208,18 @@ def test_method_form_follows_the_method_and_refuses_bad_values(app_page: Page) -
     _run(page)
     expect(page.locator('#runs-table [data-testid="cell-0-2"]')).to_have_text("finetune")
     expect(page.locator('#runs-table [data-testid="cell-0-3"]')).to_have_text("epochs=3")
+
+
+def test_cancel_stops_a_run_and_leaves_the_session_as_it_was(app_page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page = app_page
+    _select_person(page, 10)
+    _set_gold(page, True)  # the gold model's training makes the run long enough to cancel midway
+    page.locator("#run").click()
+    page.wait_for_timeout(3000)
+    page.locator("#cancel").click()
+    expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=120_000)
+    expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_have_count(0)
+    expect(page.locator("#verdict")).to_have_text("")
+    assert "Traceback" not in page.content()

@@ -1,0 +1,130 @@
+"""Time the web app in headless chromium: page ready after start, and click to results for one person.
+
+    .venv/bin/python scripts/bench_app.py --json docs/bench_app.json
+
+Measures, on this machine:
+
+* page ready after start: from launching ``python app.py`` to the page rendered in the browser, with an empty
+  aligned-face cache (the first start on a fresh machine: every face is detected and aligned) and with a warm one;
+* click to results for one person (``s7``), DLFD with its defaults: the first run (the gold model is trained too),
+  the same run again (the gold model comes from the session's cache), and a run without the gold model.
+
+Needs chromium and playwright (``make test`` installs both). A benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dlfd_core.env import environment  # noqa: E402
+from tests.browser.conftest import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    DEFAULT_CHROMIUM,
+    _answers_ok,
+    _free_port,
+    _stop,
+    wait_for_gradio,
+)
+
+THUMBNAILS = "#identity-gallery .grid-container .thumbnail-item"
+
+
+def start_app(cache: Path, sessions: Path, log: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Launch the app; return it, its URL and the launch time (monotonic)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DLFD_CACHE": str(cache),
+        "DLFD_SESSIONS_DIR": str(sessions),
+        "DLFD_PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    started = time.monotonic()
+    with log.open("ab") as sink:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}/", started
+
+
+def page_ready(browser, url: str, process: subprocess.Popen[bytes], started: float):
+    """Wait for the server, open the page, wait until rendered; return the page and seconds since launch."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while not _answers_ok(opener, url):
+        if process.poll() is not None:
+            raise SystemExit(f"app.py exited with {process.returncode}")
+        time.sleep(0.1)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    wait_for_gradio(page, url, timeout_ms=120_000)
+    return page, time.monotonic() - started
+
+
+def click_to_results(page, person: str, *, gold: bool) -> float:
+    """Select ``person`` (once), set the gold toggle, click Forget; seconds until the results are on the page."""
+    chosen = page.locator("#forget-who").inner_text()
+    if person not in chosen:
+        names = page.locator(f"{THUMBNAILS} img").evaluate_all("els => els.map(e => e.alt)")
+        page.locator(THUMBNAILS).nth(names.index(person)).click()
+        page.locator("#forget-who").get_by_text(person).wait_for()
+    box = page.locator("#with-gold input[type=checkbox]")
+    if box.is_checked() != gold:
+        box.click()
+    runs = page.locator("#runs-table [role=gridcell]").count()
+    started = time.monotonic()
+    page.locator("#run").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('#runs-table [role=gridcell]').length > n"
+        " && document.querySelector('#plot-attack .js-plotly-plot')",
+        arg=runs,
+        timeout=600_000,
+    )
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--person", default="s7")
+    parser.add_argument("--chromium", default=os.environ.get("DLFD_CHROMIUM", DEFAULT_CHROMIUM))
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        tmp_path = Path(tmp)
+        browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=list(CHROMIUM_FLAGS))
+        log = tmp_path / "app.log"
+        for label in ("cold_cache", "warm_cache"):
+            process, url, started = start_app(tmp_path / "cache", tmp_path / "sessions", log)
+            try:
+                page, seconds = page_ready(browser, url, process, started)
+                figures[f"page_ready_after_start_{label}_s"] = seconds
+                print(f"page ready after start ({label.replace('_', ' ')}): {seconds:.1f} s", flush=True)
+                if label == "cold_cache":
+                    for name, gold in (("first_run_with_gold", True), ("again_gold_cached", True), ("no_gold", False)):
+                        seconds = click_to_results(page, args.person, gold=gold)
+                        figures[f"click_to_results_{name}_s"] = seconds
+                        print(f"click to results, DLFD on {args.person}, {name.replace('_', ' ')}: {seconds:.1f} s")
+                page.close()
+            finally:
+                _stop(process)
+        browser.close()
+    result = {"command": " ".join(["python", *sys.argv]), "person": args.person, "environment": environment()}
+    result.update({k: round(v, 2) for k, v in figures.items()})
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
