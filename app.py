@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,18 @@ def _friendly(error: BaseException) -> gr.Error:
     return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). The session is unchanged; try again.")
 
 
-def _progress(progress: gr.Progress) -> Callable[[float, str], None]:
-    return lambda fraction, message="": progress(min(max(fraction, 0.0), 1.0), desc=message or None)
+def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, str], None]:
+    """Forward progress to the page at most every ``every`` seconds (or when the stage changes)."""
+    last = {"time": 0.0, "message": None}
+
+    def update(fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if message == last["message"] and now - last["time"] < every and fraction < 1.0:
+            return
+        last["time"], last["message"] = now, message
+        progress(min(max(fraction, 0.0), 1.0), desc=message or None)
+
+    return update
 
 
 def _delete_uploads(paths: list[str]) -> None:
@@ -85,6 +96,20 @@ def _delete_uploads(paths: list[str]) -> None:
             Path(path).parent.rmdir()
         except OSError:
             pass
+
+
+def _bundled_gallery(workspace: studio.Workspace) -> list[tuple[str, str]]:
+    """The known people's faces as PNG files in a served folder, written once per process."""
+    from PIL import Image
+
+    folder = SESSIONS_ROOT / "_bundled"
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for crop, name in workspace.gallery():
+        path = folder / f"{name}.png"
+        Image.fromarray(crop).save(path)
+        items.append((str(path), name))
+    return items
 
 
 def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: list[str], tag: str) -> list[tuple]:
@@ -132,11 +157,11 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             session = _LIVE.pop(key, None)
         _close(session)
 
-    def gallery_items(session: studio.Session | None):
-        items = [(crop, name) for crop, name in workspace.gallery()]
-        if session is not None and session.enrolment is not None:
-            items.append((session.enrolment.crops[0], session.enrolment.name))
-        return items
+    bundled = _bundled_gallery(workspace)
+
+    def gallery_items(enrolled: tuple[str, str] | None = None):
+        """The known people; an enrolled face is served from its session's folder, never Gradio's shared cache."""
+        return [*bundled, enrolled] if enrolled else list(bundled)
 
     def toggle(session: studio.Session, chosen: list[str] | None, evt: gr.SelectData):
         known = session.identities if session is not None else workspace.split.known
@@ -178,14 +203,15 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
         failures = f"**Photos without a usable face ({len(enrolment.failures)})**\n{failures}" if failures else ""
         who = gr.update(choices=list(session.identities), value=[enrolment.name])
-        return enrolment.summary, crops, failures, held, who, gallery_items(session), None, []
+        people_items = gallery_items((crops[0][0], enrolment.name))
+        return enrolment.summary, crops, failures, held, who, people_items, None, []
 
     def use_example(session):
         paths = [str(p) for p in studio.example_photos(session)]
         return paths, "visitor", f"{len(paths)} example photos chosen."
 
     def check_photos(files, pending):
-        """Report files without a face as soon as they are chosen, before enrolling."""
+        """How many photos are waiting to be enrolled."""
         return f"{len(files or []) + len(pending or [])} photo(s) chosen." if files or pending else ""
 
     def method_help(name: str) -> str:
@@ -215,6 +241,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             return (gr.skip(),) * 8 + ("Run cancelled; nothing changed.",)
         except Exception as error:
             raise _friendly(error) from None
+        log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
         outputs = record.outcome.outputs
         predictions = _image_paths(
             session,
@@ -273,7 +300,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             with gr.Column(scale=3):
                 gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
                 people = gr.Gallery(
-                    value=gallery_items(None),
+                    value=gallery_items(),
                     label="People the model knows",
                     columns=10,
                     height=330,
@@ -363,6 +390,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         ],
                         concurrency_id="device",
                         concurrency_limit=1,
+                        show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
                     )
 
         gr.Markdown("### 3. Results")
@@ -389,6 +417,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
             concurrency_id="device",
             concurrency_limit=1,
+            show_progress_on=[enrol_status],
         )
         cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False)
     return demo

@@ -56,6 +56,7 @@ def forget(
     gold_model: nn.Module | None = None,
     train_gold: bool = False,
     before: Mapping[str, SplitOutputs] | None = None,
+    gold_outputs: Mapping[str, SplitOutputs] | None = None,
     report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
@@ -69,6 +70,7 @@ def forget(
         seed: the run's seed (also the attacks' subsampling seed and the gold model's training seed).
         gold_model: an already-trained gold model; or ``train_gold=True`` to train it with the original recipe.
         before: the original model's outputs on this split, when the caller already has them.
+        gold_outputs: ``gold_model``'s outputs on this split, when the caller already has them.
         report_reference: also compute the original's and the gold model's reports (a benchmark that already has
             them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
@@ -84,7 +86,7 @@ def forget(
         before = collect_parts(model, parts, device=device)
         timings["eval_before_seconds"] = time.perf_counter() - t0
     outputs["before"] = dict(before)
-    has_gold = gold_model is not None or train_gold
+    has_gold = gold_model is not None or gold_outputs is not None or train_gold
     run_end = 0.6 if train_gold else 0.9
     data = UnlearnData.from_split(aligned, split, input_size=model.input_size)
     result = method.run(
@@ -110,7 +112,9 @@ def forget(
             )
         gold_model = trained.model
         timings["gold_train_seconds"] = trained.seconds
-    if gold_model is not None:
+    if gold_outputs is not None:
+        outputs["gold"] = dict(gold_outputs)
+    elif gold_model is not None:
         progress(0.95, "evaluating the gold model")
         outputs["gold"] = collect_parts(gold_model, parts, device=device)
     gold = outputs.get("gold")

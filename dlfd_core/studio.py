@@ -119,6 +119,36 @@ class KeyedOutputs:
         }
 
 
+class GoldCache:
+    """A small thread-safe LRU of gold models and their outputs, keyed by (people forgotten, seed, backbone)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], tuple[nn.Module, dict[str, SplitOutputs]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> tuple[nn.Module, dict[str, SplitOutputs]] | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: tuple[Any, ...], model: nn.Module, outputs: Mapping[str, SplitOutputs]) -> None:
+        with self._lock:
+            self._items[key] = (model, dict(outputs))
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 # ------------------------------------------------------------------------------------------------- workspace
 @dataclass(frozen=True, eq=False)
 class Workspace:
@@ -133,6 +163,8 @@ class Workspace:
         device: where runs go (CUDA when present).
         outputs: the original model's outputs on every photo, computed once.
         load_seconds: how long loading took.
+        gold_cache: gold models (and their outputs) for forgetting bundled people, shared by the sessions that have
+            not enrolled anyone: they are trained on the bundled faces only, so they hold nobody's upload.
     """
 
     dataset: FaceDataset
@@ -143,6 +175,7 @@ class Workspace:
     device: torch.device
     outputs: KeyedOutputs
     load_seconds: float
+    gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE * 2), compare=False)
 
     @property
     def description(self) -> str:
@@ -334,7 +367,7 @@ class Session:
     outputs: KeyedOutputs
     enrolment: Enrolment | None = None
     runs: list[RunRecord] = field(default_factory=list)
-    gold_cache: OrderedDict[tuple[Any, ...], nn.Module] = field(default_factory=OrderedDict)
+    gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE))
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -651,9 +684,11 @@ def run_forget(
         raise DataError("Forgetting everyone leaves nothing to keep: leave at least one person.")
     split = with_forget_identities(session.split, identities)
     key = (identities, seed, session.model.backbone_name)
-    gold_model = session.gold_cache.get(key) if with_gold else None
-    if gold_model is not None:
-        gold_model.to(device)
+    # bundled people's gold models are shared between sessions; after an enrolment the model (and so the gold model)
+    # has seen the upload, so it stays in the session
+    cache = session.workspace.gold_cache if session.enrolment is None else session.gold_cache
+    cached = cache.get(key) if with_gold else None
+    gold_model, gold_outputs = cached if cached is not None else (None, None)
     outcome = forget(
         session.aligned,
         split,
@@ -662,18 +697,16 @@ def run_forget(
         seed=seed,
         device=device,
         gold_model=gold_model,
-        train_gold=with_gold and gold_model is None,
+        gold_outputs=gold_outputs,
+        train_gold=with_gold and cached is None,
         before=session.outputs.parts(session.aligned, split),
         progress=progress,
         should_stop=should_stop,
     )
     # models rest on the CPU between calls (on ZeroGPU the device exists only during a call)
     outcome.result.model.cpu()
-    if with_gold and outcome.gold_model is not None:
-        session.gold_cache[key] = outcome.gold_model.cpu()
-        session.gold_cache.move_to_end(key)
-        while len(session.gold_cache) > GOLD_CACHE_SIZE:
-            session.gold_cache.popitem(last=False)
+    if with_gold and cached is None and outcome.gold_model is not None:
+        cache.put(key, outcome.gold_model.cpu(), outcome.outputs["gold"])
     number = len(session.runs) + 1
     record = RunRecord(
         number=number,

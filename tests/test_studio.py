@@ -116,7 +116,10 @@ def test_enrol_then_forget_an_uploaded_face_set(session, workspace, orl_dataset,
     assert session.model.num_classes == 31 and session.model is not workspace.model
     assert enrolment.recognised > 0.0  # the new class is predicted for some held-out photo of the person
     assert len(enrolment.predictions) == enrolment.test
-    record = studio.run_forget(session, ["visitor"], create_method("class_reset"), with_gold=False)
+    shared = len(workspace.gold_cache)
+    record = studio.run_forget(session, ["visitor"], create_method("class_reset"), with_gold=True)
+    # this gold model was trained with the upload among its data: it stays in the session
+    assert len(session.gold_cache) == 1 and len(workspace.gold_cache) == shared
     assert record.outcome.reports["before"].metrics["forget_train_acc"] > 0.0
     assert record.outcome.reports["after"].metrics["forget_train_acc"] == 0.0
     # the shared workspace is untouched by this session's enrolment
@@ -133,3 +136,17 @@ def test_enrol_refuses_bad_input_and_keeps_the_session(session, workspace, orl_d
     with pytest.raises(DataError, match="Only 3 usable faces.*blank.png: No face found"):
         studio.enrol(session, "few", [*_orl_photos(orl_dataset, "s35")[:3], str(blank)])
     assert session.model is workspace.model and session.enrolment is None
+
+
+def test_gold_models_of_bundled_people_are_shared_between_sessions(workspace, tmp_path):
+    first, second = (studio.Session.start(workspace, tmp_path) for _ in range(2))
+    try:
+        a = studio.run_forget(first, ["s10"], create_method("class_reset"), seed=1, with_gold=True)
+        b = studio.run_forget(second, ["s10"], create_method("class_reset"), seed=1, with_gold=True)
+        assert "gold_train_seconds" in a.outcome.timings and "gold_train_seconds" not in b.outcome.timings
+        assert a.outcome.reports["gold"].metrics == b.outcome.reports["gold"].metrics
+        c = studio.run_forget(second, ["s10"], create_method("class_reset"), seed=2, with_gold=True)
+        assert "gold_train_seconds" in c.outcome.timings  # another seed is another gold model
+    finally:
+        first.close()
+        second.close()
