@@ -470,6 +470,9 @@ def _cell(value: Any) -> Any:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
+    # instead of landing on the first click
+    threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
     build_demo().queue(default_concurrency_limit=1).launch(
         server_name=os.environ.get("DLFD_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
         server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),

@@ -57,6 +57,7 @@ def forget(
     train_gold: bool = False,
     before: Mapping[str, SplitOutputs] | None = None,
     gold_outputs: Mapping[str, SplitOutputs] | None = None,
+    collect: Callable[[nn.Module], Mapping[str, SplitOutputs]] | None = None,
     report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
@@ -71,6 +72,8 @@ def forget(
         gold_model: an already-trained gold model; or ``train_gold=True`` to train it with the original recipe.
         before: the original model's outputs on this split, when the caller already has them.
         gold_outputs: ``gold_model``'s outputs on this split, when the caller already has them.
+        collect: how to get a model's per-part outputs on this split (default: a forward pass over every part; the
+            app passes a faster one that reuses the frozen layers' outputs).
         report_reference: also compute the original's and the gold model's reports (a benchmark that already has
             them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
@@ -78,12 +81,17 @@ def forget(
     from .train import train_on_split
 
     parts = split_parts(aligned, split)
+    if collect is None:
+
+        def collect(m: nn.Module) -> Mapping[str, SplitOutputs]:
+            return collect_parts(m, parts, device=device)
+
     timings: dict[str, float] = {}
     outputs: dict[str, dict[str, SplitOutputs]] = {}
     if before is None:
         progress(0.0, "evaluating the original model")
         t0 = time.perf_counter()
-        before = collect_parts(model, parts, device=device)
+        before = collect(model)
         timings["eval_before_seconds"] = time.perf_counter() - t0
     outputs["before"] = dict(before)
     has_gold = gold_model is not None or gold_outputs is not None or train_gold
@@ -95,7 +103,7 @@ def forget(
     timings["unlearn_seconds"] = result.seconds
     progress(run_end, "evaluating the unlearned model")
     t0 = time.perf_counter()
-    outputs["after"] = collect_parts(result.model, parts, device=device)
+    outputs["after"] = dict(collect(result.model))
     timings["eval_after_seconds"] = time.perf_counter() - t0
     if train_gold:
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -116,7 +124,7 @@ def forget(
         outputs["gold"] = dict(gold_outputs)
     elif gold_model is not None:
         progress(0.95, "evaluating the gold model")
-        outputs["gold"] = collect_parts(gold_model, parts, device=device)
+        outputs["gold"] = dict(collect(gold_model))
     gold = outputs.get("gold")
     reports = {"after": report_from_outputs(outputs["after"], split, gold=gold, seed=seed, meta={"model": method.name})}
     if report_reference:

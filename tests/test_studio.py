@@ -150,3 +150,30 @@ def test_gold_models_of_bundled_people_are_shared_between_sessions(workspace, tm
     finally:
         first.close()
         second.close()
+
+
+def test_models_sharing_the_frozen_prefix_are_evaluated_from_it(workspace):
+    """A fine-tuned model (last stage only) is evaluated from the cached prefix outputs; one whose earlier layers
+    changed is not (it gets a full forward pass), and both agree with a plain evaluation."""
+    import copy
+
+    import torch
+
+    from dlfd_core.data import with_forget_identities
+
+    split = with_forget_identities(workspace.split, ["s7"])
+    tuned = copy.deepcopy(workspace.model)
+    changed = copy.deepcopy(workspace.model)
+    with torch.no_grad():
+        tuned.backbone.fc.weight.mul_(1.5)
+        changed.backbone.conv32_down.conv.weight.mul_(1.5)
+    assert workspace.outputs.prefix.matches(tuned) and not workspace.outputs.prefix.matches(changed)
+    for model in (tuned, changed):
+        fast = workspace.outputs.collect(model, workspace.aligned, split, device="cpu")
+        full = collect_parts(model, split_parts(workspace.aligned, split))
+        assert fast.keys() == full.keys()
+        for name in full:
+            assert fast[name].identities == full[name].identities
+            np.testing.assert_array_equal(fast[name].labels, full[name].labels)
+            np.testing.assert_allclose(fast[name].features, full[name].features, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(fast[name].logits, full[name].logits, rtol=1e-4, atol=1e-3)

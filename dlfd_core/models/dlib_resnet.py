@@ -133,6 +133,9 @@ class _Residual(nn.Module):
         return torch.relu(branch + shortcut)
 
 
+_LAST_STAGE = "conv256_down_out"
+
+
 class DlibResNet(nn.Module):
     """dlib's ResNet-29 face descriptor network (the module docstring has the layout).
 
@@ -183,10 +186,14 @@ class DlibResNet(nn.Module):
 
         They hold about a fifth of the weights; the earlier blocks' generic filters stay as dlib trained them.
         """
-        return [*self.blocks["conv256_down_out"].parameters(), *self.fc.parameters()]
+        return [*self.blocks[_LAST_STAGE].parameters(), *self.fc.parameters()]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The spatially averaged 256-d trunk output for an input in ``[0, 1]``: ``[B, 3, S, S] -> [B, 256]``."""
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the fine-tuned last stage: ``[B, 3, S, S]`` in ``[0, 1]`` -> ``[B, 256, h, w]``.
+
+        ``forward(x) == suffix(prefix(x))``. The recipe never trains these layers, so their output for a photo is the
+        same for the original, unlearned and gold models, and can be computed once (see :meth:`prefix_state`).
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a float batch [B, 3, S, S], got shape {tuple(x.shape)}")
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
@@ -196,9 +203,22 @@ class DlibResNet(nn.Module):
         x = (x * 255.0 - self.mean_rgb) / 255.0
         out = torch.relu(self.conv32_down(x))
         out = F.max_pool2d(out, kernel_size=3, stride=2)
-        for block in self.blocks.values():
-            out = block(out)
-        return out.mean(dim=(2, 3))
+        for name, block in self.blocks.items():
+            if name != _LAST_STAGE:
+                out = block(out)
+        return out
+
+    def prefix_state(self) -> dict[str, torch.Tensor]:
+        """The tensors :meth:`prefix` depends on (two models with equal ones give equal prefix outputs)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith((f"blocks.{_LAST_STAGE}.", "fc."))}
+
+    def suffix(self, prefix_out: torch.Tensor) -> torch.Tensor:
+        """The last stage and the projection: :meth:`prefix`'s output -> raw descriptors ``[B, 128]``."""
+        return self.fc(self.blocks[_LAST_STAGE](prefix_out).mean(dim=(2, 3)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatially averaged 256-d trunk output for an input in ``[0, 1]``: ``[B, 3, S, S] -> [B, 256]``."""
+        return self.blocks[_LAST_STAGE](self.prefix(x)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` in ``[0, 1]`` -> raw descriptors ``[B, 128]``."""
