@@ -13,9 +13,11 @@ time on the device.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -40,22 +42,6 @@ SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdi
 RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
 RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
 
-# The `spaces` package exists on Hugging Face Spaces; on ZeroGPU hardware its decorator attaches a GPU to the call.
-try:  # pragma: no cover - depends on the hosting
-    import spaces
-
-    ON_ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
-except ImportError:  # pragma: no cover
-    spaces, ON_ZERO_GPU = None, False
-
-
-def gpu(duration: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``spaces.GPU(duration=...)`` on a ZeroGPU Space, a no-op elsewhere."""
-    if ON_ZERO_GPU and spaces is not None:  # pragma: no cover
-        return spaces.GPU(duration=duration)
-    return lambda fn: fn
-
-
 # ------------------------------------------------------------------------------------------------- sessions
 _LIVE: dict[str, studio.Session] = {}  # session hash -> session, to clean up when the page closes
 _LOCK = threading.Lock()
@@ -71,7 +57,7 @@ def _friendly(error: BaseException) -> gr.Error:
     if isinstance(error, DLFDError):
         return gr.Error(str(error))
     log.exception("unexpected error", exc_info=error)
-    return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). The session is unchanged; try again.")
+    return gr.Error(f"Something went wrong ({type(error).__name__}); it is in the server's log. Try again.")
 
 
 def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, str], None]:
@@ -88,12 +74,30 @@ def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, st
     return update
 
 
-def _delete_uploads(paths: list[str]) -> None:
+def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
+    """The photos to enrol, each one a file Gradio received as an upload or this session's example copy.
+
+    Anything else (a path under the served folders sent by a hand-made request) is refused: it is neither read nor
+    deleted.
+    """
+    from gradio.utils import get_upload_folder
+
+    allowed = (Path(get_upload_folder()).resolve(), (session.folder / "example").resolve())
+    photos = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(root) for root in allowed):
+            raise DLFDError(f"'{Path(path).name}' is not an uploaded file; upload the photos again.")
+        photos.append(resolved)
+    return photos
+
+
+def _delete_uploads(paths: list[Path]) -> None:
     """Delete uploaded photos (the faces live on as aligned crops in the session only)."""
     for path in paths:
         try:
-            Path(path).unlink(missing_ok=True)
-            Path(path).parent.rmdir()
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
         except OSError:
             pass
 
@@ -140,6 +144,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     """Build the page on a loaded workspace (the bundled default when omitted)."""
     workspace = workspace or studio.load_workspace()
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    for stale in SESSIONS_ROOT.iterdir():  # sessions of an earlier run of the server (e.g. after a crash)
+        if stale.is_dir() and stale.name != "_bundled":
+            shutil.rmtree(stale, ignore_errors=True)
     gr.set_static_paths([str(SESSIONS_ROOT)])
     names = method_names()
 
@@ -177,25 +184,29 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         pending = [*pending, photo]
         return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
 
-    @gpu(duration=120)
     def do_enrol(session, name, files, pending, progress=gr.Progress()):  # noqa: B008
-        paths = [str(f) for f in (files or [])] + list(pending or [])
-        session.cancel.clear()
+        try:
+            _check_session(session)
+            photos = _uploads(session, [str(f) for f in (files or [])] + list(pending or []))
+        except Exception as error:
+            raise _friendly(error) from None
         try:
             enrolment = studio.enrol(
                 session,
                 name,
-                paths,
-                device=studio.default_device(),  # on ZeroGPU, CUDA exists only inside this call
+                photos,
+                device=studio.default_device(),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
             )
         except CancelledError:
-            return ("Enrolment cancelled; nothing changed.",) + (gr.skip(),) * 6 + (None, pending)
+            return ("Enrolment cancelled; nothing changed.",) + (gr.skip(),) * 5 + (None, [])
         except Exception as error:  # every failure reaches the page as a message
+            if isinstance(error, DLFDError) and "usable faces" in str(error):
+                error = DLFDError(f"{error} The photos were deleted from the server; choose them again.")
             raise _friendly(error) from None
         finally:
-            _delete_uploads(paths)
+            _delete_uploads(photos)
         crops = _image_paths(session, enrolment.crops, [f"face {i + 1}" for i in range(len(enrolment.crops))], "enrol")
         held = _image_paths(
             session, [p.crop for p in enrolment.predictions], [p.caption for p in enrolment.predictions], "heldout"
@@ -219,11 +230,12 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         return f"**{cls.title}** — {cls.paper}. {doc}"
 
-    @gpu(duration=180)
-    def do_run(session, chosen, method_name, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
-        session.cancel.clear()
+    def do_run(method_name, session, chosen, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
         fields = method_class(method_name).fields_info()
         try:
+            _check_session(session)
+            if seed is None or seed < 0 or seed != int(seed):
+                raise DLFDError("The seed must be a whole number, 0 or more.")
             settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
             log.info("run %s with %s", method_name, settings)
             method = create_method(method_name, **settings)
@@ -331,7 +343,11 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                     )
                     with gr.Row():
                         webcam = gr.Image(
-                            sources=["webcam"], type="filepath", label="Or take photos", elem_id="enrol-webcam"
+                            sources=["webcam"],
+                            type="filepath",
+                            image_mode=None,
+                            label="Or take photos",
+                            elem_id="enrol-webcam",
                         )
                         add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
                     photo_count = gr.Markdown(elem_id="enrol-count")
@@ -374,9 +390,11 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 def settings_form(name: str):
                     with gr.Accordion(f"Settings of {name} (paper defaults)", open=False, elem_id="settings"):
                         values = [_field_component(f) for f in method_class(name).fields_info()]
-                    run_button.click(
-                        do_run,
-                        inputs=[session_state, forget_who, method, seed, with_gold, *values],
+                    # the run's method is the one this form was built for; the flag is reset at the click, so a
+                    # Cancel pressed while the run waits in the queue still counts
+                    run_button.click(_arm, inputs=session_state, queue=False).then(
+                        functools.partial(do_run, name),
+                        inputs=[session_state, forget_who, seed, with_gold, *values],
                         outputs=[
                             verdict,
                             cards,
@@ -411,7 +429,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         add_photo.click(add_webcam, inputs=[webcam, pending], outputs=[webcam, pending, photo_count])
         example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
         enrol_files.change(check_photos, inputs=[enrol_files, pending], outputs=photo_count)
-        enrol_button.click(
+        enrol_button.click(_arm, inputs=session_state, queue=False).then(
             do_enrol,
             inputs=[session_state, enrol_name, enrol_files, pending],
             outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
@@ -421,6 +439,18 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         )
         cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False)
     return demo
+
+
+def _check_session(session: studio.Session | None) -> None:
+    if session is None:
+        raise DLFDError("The page is still starting (or its session expired); wait a moment or reload the page.")
+    session.check_open()
+
+
+def _arm(session: studio.Session | None) -> None:
+    """At a click: forget any earlier Cancel, so that only a Cancel pressed from now on stops the new job."""
+    if session is not None:
+        session.cancel.clear()
 
 
 def _field_component(info: dict[str, Any]) -> gr.components.Component:

@@ -379,8 +379,9 @@ class Enrolment:
     def summary(self) -> str:
         return (
             f"Enrolled **{self.name}**: {len(self.crops)} faces found ({self.train} to train on, {self.holdout} kept "
-            f"aside, {self.test} to test). The model now recognises **{self.recognised:.0%}** of their held-out "
-            f"photos, and {self.retain_test_acc:.1%} of everyone else's. Took {self.seconds:.1f} s. You can now "
+            f"aside, {self.test} to test). The model now recognises **{round(self.recognised * self.test)} of "
+            f"their {self.test} held-out photos**, and {self.retain_test_acc:.1%} of everyone else's. Took "
+            f"{self.seconds:.1f} s. You can now "
             "choose them in the list of people to forget."
         )
 
@@ -489,12 +490,31 @@ class Session:
         """Who can be forgotten: the model's known people."""
         return self.split.known
 
+    closed: bool = False
+
     def close(self) -> None:
-        """Delete this session's folder and drop its models."""
+        """End the session: stop its job, delete its folder, drop its models and uploads' faces.
+
+        A closed session refuses new work (:meth:`check_open`); a job still running stops at its next step.
+        """
+        self.closed = True
+        self.cancel.set()
         shutil.rmtree(self.folder, ignore_errors=True)
         self.gold_cache.clear()
         self.runs.clear()
         self.enrolment = None
+        self.aligned, self.split = self.workspace.aligned, self.workspace.split
+        self.model, self.outputs = self.workspace.model, self.workspace.outputs
+
+    def check_open(self) -> None:
+        """Raise :class:`DataError` if the session has ended (its files are gone)."""
+        if self.closed or not self.folder.is_dir():
+            raise DataError("This session has ended (the page was closed or timed out); reload the page.")
+
+    @property
+    def uses_bundled_model(self) -> bool:
+        """Whether this session forgets from the shared bundled model (nobody enrolled)."""
+        return self.model is self.workspace.model and self.split is self.workspace.split
 
     def runs_table(self) -> list[dict[str, Any]]:
         return [run.row() for run in self.runs]
@@ -556,6 +576,7 @@ def enrol(
     from .train import train_on_split
 
     start = time.perf_counter()
+    session.check_open()
     device = torch.device(device) if device is not None else session.device
     base_aligned, base_split = session.workspace.aligned, session.workspace.split
     name = _check_name(name, base_split)
@@ -642,6 +663,7 @@ def enrol(
         retain_test_acc=float(correct[~own].mean()),
         seconds=time.perf_counter() - start,
     )
+    session.check_open()  # closed while training: keep nothing
     session.aligned, session.split, session.model, session.outputs = aligned, split, model, outputs
     session.enrolment = enrolment
     session.gold_cache.clear()
@@ -675,40 +697,48 @@ def _resize(crop: np.ndarray, size: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------- forgetting
-def verdict(outcome: ForgetOutcome, identities: Sequence[str]) -> str:
-    """A plain sentence or two on whether ``identities`` are forgotten, judged against the gold model, and the cost.
+def _pct(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"
 
-    "Forgotten" means: the unlearned model recognises their training photos no more than the gold model does (+5
-    points), and the label-free membership attack does no better than on the gold model (or chance) + 10 points.
+
+def verdict(outcome: ForgetOutcome, identities: Sequence[str]) -> str:
+    """A plain sentence or two on whether ``identities`` look forgotten, judged against the gold model, and the cost.
+
+    "Looks forgotten" means: the unlearned model recognises their training photos no more than the gold model does
+    (+5 points), and the label-free membership attack is no further from chance than on the gold model (+10 points).
+    The judgement rests on a few photos per person, so it says how many, and it says when utility dropped.
     """
     before = outcome.reports["before"].metrics
     after = outcome.reports["after"].metrics
     gold = outcome.reports["gold"].metrics if "gold" in outcome.reports else None
     recognised = after.get("forget_train_acc", math.nan)
     attack = after.get("label_free_mia_acc", math.nan)
+    photos = len(outcome.outputs["after"].get("forget_train", ()))
     if gold is not None:
         target_acc, target_attack = gold.get("forget_train_acc", 0.0), gold.get("label_free_mia_acc", 0.5)
-        reference = f" (the gold model, never trained on them: {target_acc:.0%} and {target_attack:.0%})"
+        reference = f" (the gold model, never trained on them: {_pct(target_acc)} and {_pct(target_attack)})"
     else:
         target_acc, target_attack = 0.0, 0.5
         reference = " (no gold model computed: judged against 0% and chance, 50%)"
-    forgotten = recognised <= target_acc + 0.05 and attack <= max(target_attack, 0.5) + 0.1
+    forgotten = recognised <= target_acc + 0.05 and abs(attack - 0.5) <= abs(target_attack - 0.5) + 0.1
+    kept_before, kept_after = before.get("retain_test_acc", math.nan), after.get("retain_test_acc", math.nan)
     who = ", ".join(identities)
-    verb = ("are" if len(identities) > 1 else "is") + ("" if forgotten else " not fully")
+    verb = ("look" if len(identities) > 1 else "looks") + (" forgotten" if forgotten else " not fully forgotten")
     text = (
-        f"**{who} {verb} forgotten.** The model now recognises {recognised:.0%} of the forgotten training photos, "
-        f"and a "
-        f"membership attack tells them from strangers' photos {attack:.0%} of the time{reference}. Accuracy on "
-        f"everyone else went from {before.get('retain_test_acc', math.nan):.1%} to "
-        f"{after.get('retain_test_acc', math.nan):.1%}; unlearning took {outcome.result.seconds:.1f} s on the "
-        f"{outcome.result.device.upper()}."
+        f"**{who} {verb}** by these tests: the model now recognises {_pct(recognised)} of the {photos} forgotten "
+        f"training photos, and a membership attack tells them from strangers' photos {_pct(attack)} of the time "
+        f"(50% = chance){reference}. Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
     )
+    if kept_before - kept_after > 0.1:
+        text += " — **a large loss of utility**"
+    text += f"; unlearning took {outcome.result.seconds:.1f} s on the {outcome.result.device.upper()}."
     leak = after.get("forget_verification_auc", math.nan)
-    if gold is not None and not math.isnan(leak):
+    leak_gold = gold.get("forget_verification_auc", math.nan) if gold is not None else math.nan
+    if not math.isnan(leak) and not math.isnan(leak_gold) and leak > 0.6:
         text += (
-            f" Faces can still be matched by the embedding (verification AUC {leak:.3f}, gold "
-            f"{gold.get('forget_verification_auc', math.nan):.3f}): the pretrained backbone tells apart people it "
-            "never trained on, so this is judged against the gold model, not against zero."
+            f" Their faces can still be matched by the embedding (verification AUC {leak:.3f}, gold {leak_gold:.3f}): "
+            "the pretrained backbone tells apart people it never trained on, so this is judged against the gold "
+            "model, not against zero."
         )
     return text
 
@@ -770,6 +800,7 @@ def run_forget(
         CancelledError: ``should_stop`` returned True; the session is unchanged.
     """
     start = time.perf_counter()
+    session.check_open()
     device = torch.device(device) if device is not None else session.device
     identities = tuple(dict.fromkeys(identities or ()))
     if not identities:
@@ -780,7 +811,7 @@ def run_forget(
     key = (identities, seed, session.model.backbone_name)
     # bundled people's gold models are shared between sessions; after an enrolment the model (and so the gold model)
     # has seen the upload, so it stays in the session
-    cache = session.workspace.gold_cache if session.enrolment is None else session.gold_cache
+    cache = session.workspace.gold_cache if session.uses_bundled_model else session.gold_cache
     cached = cache.get(key) if with_gold else None
     gold_model, gold_outputs = cached if cached is not None else (None, None)
     outcome = forget(
@@ -863,8 +894,8 @@ def report_json(record: RunRecord, session: Session, split: Split) -> dict[str, 
         "forgotten": list(record.identities),
         "split": split.describe(),
         "original_model": {
-            "file": session.workspace.model_path.name if session.enrolment is None else None,
-            "sha256": sha256_file(session.workspace.model_path) if session.enrolment is None else None,
+            "file": session.workspace.model_path.name if session.uses_bundled_model else None,
+            "sha256": sha256_file(session.workspace.model_path) if session.uses_bundled_model else None,
             "enrolled": session.enrolment.name if session.enrolment is not None else None,
         },
         "environment": environment(),
@@ -902,8 +933,9 @@ def report_markdown(data: Mapping[str, Any], record: RunRecord) -> str:
 
 def write_downloads(record: RunRecord, session: Session, split: Split) -> dict[str, Path]:
     """Write the report (JSON, Markdown) and the unlearned model (safetensors) into the session's folder."""
+    session.check_open()
     folder = session.folder / f"run{record.number:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)  # never re-creates a deleted session folder
     stem = f"dlfd_studio_run{record.number:02d}_{record.outcome.result.method}"
     data = report_json(record, session, split)
     files = {

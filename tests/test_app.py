@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -37,3 +39,25 @@ def test_form_values_are_typed_or_refused():
     assert app._typed({"name": "lr", "type": "float", "default": 0.1}, "0.5") == 0.5
     with pytest.raises(DLFDError, match="must be a float"):
         app._typed({"name": "lr", "type": "float", "default": 0.1}, "fast")
+
+
+def test_only_uploaded_files_are_read_or_deleted(tmp_path):
+    """A path the client names outside Gradio's upload folder (e.g. another session's files) is refused."""
+    from types import SimpleNamespace
+
+    from gradio.utils import get_upload_folder
+
+    session = SimpleNamespace(folder=tmp_path / "session")
+    elsewhere = tmp_path / "other_session" / "enrol_000.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    with pytest.raises(DLFDError, match="not an uploaded file"):
+        app._uploads(session, [str(elsewhere)])
+    assert elsewhere.exists()
+    upload = Path(get_upload_folder()) / "test_upload_check" / "me.png"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(b"x")
+    example = session.folder / "example" / "example_01.png"
+    assert app._uploads(session, [str(upload), str(example)]) == [upload.resolve(), example.resolve()]
+    app._delete_uploads([upload.resolve()])
+    assert not upload.exists() and not upload.parent.exists()

@@ -177,3 +177,14 @@ def test_models_sharing_the_frozen_prefix_are_evaluated_from_it(workspace):
             np.testing.assert_array_equal(fast[name].labels, full[name].labels)
             np.testing.assert_allclose(fast[name].features, full[name].features, rtol=1e-4, atol=1e-4)
             np.testing.assert_allclose(fast[name].logits, full[name].logits, rtol=1e-4, atol=1e-3)
+
+
+def test_a_closed_session_refuses_work_and_writes_nothing(workspace, tmp_path):
+    s = studio.Session.start(workspace, tmp_path)
+    s.close()
+    assert s.cancel.is_set() and s.uses_bundled_model and not s.folder.exists()
+    with pytest.raises(DataError, match="session has ended"):
+        studio.run_forget(s, ["s7"], create_method("class_reset"), with_gold=False)
+    with pytest.raises(DataError, match="session has ended"):
+        studio.enrol(s, "late", ["a.png"] * 5)
+    assert not s.folder.exists()

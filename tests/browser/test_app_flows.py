@@ -94,7 +94,7 @@ def test_forget_a_known_person_shows_cards_and_plots(app_page: Page) -> None:
     started = time.monotonic()
     _run(page)
     print(f"\nclick to results (DLFD, gold model trained): {time.monotonic() - started:.1f} s")
-    expect(page.locator("#verdict")).to_contain_text(f"{name} is")
+    expect(page.locator("#verdict")).to_contain_text(f"{name} looks")
     cards = page.locator("#cards .dlfd-card")
     expect(cards).to_have_count(7)
     expect(page.locator("#cards .dlfd-cards-caption")).to_have_text("Original → Unlearned → Gold")
@@ -134,7 +134,7 @@ def test_enrol_an_uploaded_face_set_then_forget_it(app_page: Page, face_photos, 
     _shot(page, "05_enrolled")
     _set_gold(page, False)
     _run(page)
-    expect(page.locator("#verdict")).to_contain_text("me is")
+    expect(page.locator("#verdict")).to_contain_text("me looks")
     expect(page.locator("#cards .dlfd-cards-caption")).to_have_text("Original → Unlearned")
 
 
