@@ -102,32 +102,31 @@ def _delete_uploads(paths: list[Path]) -> None:
             pass
 
 
-def _bundled_gallery(workspace: studio.Workspace) -> list[tuple[str, str]]:
-    """The known people's faces as PNG files in a served folder, written once per process."""
+def _gallery_files(folder: Path, crops: list[np.ndarray], captions: list[str], names: list[str]) -> list[tuple]:
+    """Write crops as PNG files into a served folder; (path, caption) pairs for a gallery."""
     from PIL import Image
 
-    folder = SESSIONS_ROOT / "_bundled"
-    folder.mkdir(parents=True, exist_ok=True)
     items = []
-    for crop, name in workspace.gallery():
+    for crop, caption, name in zip(crops, captions, names, strict=True):
         path = folder / f"{name}.png"
         Image.fromarray(crop).save(path)
-        items.append((str(path), name))
+        items.append((str(path), caption))
     return items
+
+
+def _bundled_gallery(workspace: studio.Workspace) -> list[tuple]:
+    """The known people's faces (public ORL crops), written once per process."""
+    folder = SESSIONS_ROOT / "_bundled"
+    folder.mkdir(parents=True, exist_ok=True)
+    crops, names = zip(*workspace.gallery(), strict=True)
+    return _gallery_files(folder, list(crops), list(names), list(names))
 
 
 def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: list[str], tag: str) -> list[tuple]:
     """Write crops into the session's folder (served from there, deleted with it) for a gallery."""
-    from PIL import Image
-
     folder = session.folder / "images"
     folder.mkdir(exist_ok=True)
-    items = []
-    for i, (crop, caption) in enumerate(zip(crops, captions, strict=True)):
-        path = folder / f"{tag}_{i:03d}.png"
-        Image.fromarray(crop).save(path)
-        items.append((str(path), caption))
-    return items
+    return _gallery_files(folder, crops, captions, [f"{tag}_{i:03d}" for i in range(len(crops))])
 
 
 # ------------------------------------------------------------------------------------------------- page

@@ -80,8 +80,8 @@ def forget(
     """
     from .train import train_on_split
 
-    parts = split_parts(aligned, split)
     if collect is None:
+        parts = split_parts(aligned, split)
 
         def collect(m: nn.Module) -> Mapping[str, SplitOutputs]:
             return collect_parts(m, parts, device=device)

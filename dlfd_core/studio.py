@@ -40,7 +40,7 @@ from .data.transforms import crops_to_tensor
 from .env import environment
 from .errors import DataError, DLFDError
 from .evaluate.evaluate import collect_parts, part_keys, split_parts
-from .evaluate.metrics import per_sample_cross_entropy, softmax
+from .evaluate.metrics import softmax
 from .evaluate.outputs import SplitOutputs, collect_outputs
 from .evaluate.report import format_table
 from .experiment import ForgetOutcome, forget
@@ -93,11 +93,20 @@ def default_device() -> torch.device:
 
 
 # ------------------------------------------------------------------------------------------------- outputs
-def collect_all(model: nn.Module, aligned: AlignedFaces, split: Split, *, device: str | torch.device) -> KeyedOutputs:
+def collect_all(
+    model: nn.Module,
+    aligned: AlignedFaces,
+    split: Split,
+    *,
+    device: str | torch.device,
+    reuse: KeyedOutputs | None = None,
+) -> KeyedOutputs:
     """The model's outputs on every aligned crop of a known or unseen person (labels from ``split``; -1 unseen).
 
     With a backbone that has a frozen prefix (``prefix`` / ``suffix`` / ``prefix_state``, e.g. the dlib ResNet), the
     prefix's output for every photo is kept too, so that models which share it are evaluated by their suffix only.
+    ``reuse``: earlier outputs whose prefix outputs are taken for the photos they cover when the prefixes match (an
+    enrolment then runs the prefix on the new photos only).
     """
     index = {identity: i for i, identity in enumerate(split.known)}
     unseen = set(split.unseen)
@@ -105,43 +114,45 @@ def collect_all(model: nn.Module, aligned: AlignedFaces, split: Split, *, device
     labels = np.asarray([index.get(aligned.identities[i], -1) for i in rows], dtype=np.int64)
     identities = [aligned.identities[i] for i in rows]
     keys = tuple(aligned.keys[i] for i in rows)
-    inputs = crops_to_tensor(aligned.crops[np.asarray(rows, dtype=np.int64)], model.input_size)
+
+    def inputs(positions: list[int]) -> torch.Tensor:
+        return crops_to_tensor(
+            aligned.crops[np.asarray([rows[j] for j in positions], dtype=np.int64)], model.input_size
+        )
+
     backbone = getattr(model, "backbone", None)
     if not all(hasattr(backbone, name) for name in ("prefix", "suffix", "prefix_state")):
-        return KeyedOutputs(collect_outputs(model, inputs, labels, identities, device=device), keys)
+        everything = inputs(list(range(len(rows))))
+        return KeyedOutputs(collect_outputs(model, everything, labels, identities, device=device), keys)
+    known = reuse.prefix if reuse is not None and reuse.prefix is not None and reuse.prefix.matches(model) else None
+    at = {key: i for i, key in enumerate(reuse.keys)} if known is not None else {}
+    missing = [j for j, key in enumerate(keys) if key not in at]
+    fresh = inputs(missing) if missing else None
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            chunks = [backbone.prefix(inputs[i : i + 64].to(device)).cpu() for i in range(0, len(inputs), 64)]
+            computed = [backbone.prefix(fresh[i : i + 64].to(device)).cpu() for i in range(0, len(missing), 64)]
     finally:
         model.train(was_training)
-    prefix = PrefixCache({k: v.detach().cpu().clone() for k, v in backbone.prefix_state().items()}, torch.cat(chunks))
-    return KeyedOutputs(_suffix_outputs(model, prefix.activations, labels, identities, device), keys, prefix)
+    if known is None:
+        activations = torch.cat(computed)
+    else:
+        activations = torch.empty((len(keys), *known.activations.shape[1:]), dtype=known.activations.dtype)
+        hit = [j for j, key in enumerate(keys) if key in at]
+        activations[hit] = known.activations[[at[keys[j]] for j in hit]]
+        if missing:
+            activations[missing] = torch.cat(computed)
+    prefix = PrefixCache({k: v.detach().cpu().clone() for k, v in backbone.prefix_state().items()}, activations)
+    return KeyedOutputs(_suffix_outputs(model, activations, labels, identities, device), keys, prefix)
 
 
 def _suffix_outputs(
     model: nn.Module, activations: torch.Tensor, labels: np.ndarray, identities: Sequence[str], device: Any
 ) -> SplitOutputs:
     """:class:`SplitOutputs` from the frozen prefix's outputs: the backbone's suffix, then the head."""
-    was_training = model.training
-    model.eval()
-    feats, logits = [], []
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(activations), 100):
-                f = model.backbone.suffix(activations[i : i + 100].to(device))
-                feats.append(f.float().cpu().numpy())
-                logits.append(model.head(f).float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    logit_array = np.concatenate(logits)
-    return SplitOutputs(
-        logits=logit_array,
-        labels=labels,
-        losses=per_sample_cross_entropy(logit_array, labels),
-        features=np.concatenate(feats),
-        identities=tuple(identities),
+    return collect_outputs(
+        model, activations, labels, identities, batch_size=100, device=device, features=model.backbone.suffix
     )
 
 
@@ -639,7 +650,7 @@ def enrol(
     )
     model = trained.model.eval()
     progress(0.9, "testing on the held-out photos")
-    outputs = collect_all(model, aligned, split, device=device)
+    outputs = collect_all(model, aligned, split, device=device, reuse=session.workspace.outputs)
     model = model.cpu()  # kept between calls on the CPU (a ZeroGPU device exists only during a call)
     parts = outputs.parts(aligned, split)
     test = parts["retain_test"]
@@ -944,7 +955,7 @@ def write_downloads(record: RunRecord, session: Session, split: Split) -> dict[s
         "model": folder / f"{stem}.safetensors",
     }
     with atomic_write(files["report_json"], "w") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
+        json.dump(data, handle, indent=2)
     with atomic_write(files["report_md"], "w") as handle:
         handle.write(report_markdown(data, record))
     model = record.outcome.result.model
@@ -957,17 +968,7 @@ def write_downloads(record: RunRecord, session: Session, split: Split) -> dict[s
     save_model(
         model,
         files["model"],
-        metadata=json.loads(json.dumps(metadata, default=_json_default)),
+        metadata=metadata,
         delta=bool(getattr(model, "pretrained", False)),
     )
     return files
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)

@@ -6,7 +6,7 @@ is a pure function of the arrays gathered here, so a split is passed through the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,6 +133,7 @@ def collect_outputs(
     *,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SplitOutputs:
     """Run ``model`` once over a split and gather logits, per-sample losses and embeddings.
 
@@ -142,11 +143,13 @@ def collect_outputs(
 
     Args:
         model: a model with ``features(x)`` and ``head`` (e.g. ``FaceClassifier``).
-        inputs: ``[N, 3, S, S]`` float image batch, on any device.
+        inputs: ``[N, 3, S, S]`` float image batch (or any ``[N, C, H, W]`` batch ``features`` takes), on any device.
         labels: ``[N]`` class indices, ``-1`` for samples without a class.
         identities: the person of each sample.
         batch_size: samples per forward pass.
         device: where the forward passes run.
+        features: what maps an input batch to embeddings (default ``model.features``; e.g. a backbone's suffix when
+            the inputs are the outputs of its frozen prefix).
 
     Returns:
         The split's :class:`SplitOutputs`; losses are computed in float64 from the float32 logits.
@@ -170,7 +173,7 @@ def collect_outputs(
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = inputs[start : start + batch_size].to(device=device, dtype=torch.float32)
-                feats = model.features(batch)
+                feats = (features or model.features)(batch)
                 logits = model.head(feats)
                 feature_chunks.append(feats.float().cpu().numpy())
                 logit_chunks.append(logits.float().cpu().numpy())
