@@ -18,6 +18,7 @@ from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
 from .evaluate.outputs import SplitOutputs
 from .evaluate.report import Report
 from .progress import ProgressFn, no_progress, scaled
+from .train import Embedder
 from .unlearn import Method, UnlearnData, UnlearnResult
 
 __all__ = ["ForgetOutcome", "forget"]
@@ -58,6 +59,7 @@ def forget(
     before: Mapping[str, SplitOutputs] | None = None,
     gold_outputs: Mapping[str, SplitOutputs] | None = None,
     collect: Callable[[nn.Module], Mapping[str, SplitOutputs]] | None = None,
+    embed: Embedder | None = None,
     report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
@@ -74,6 +76,8 @@ def forget(
         gold_outputs: ``gold_model``'s outputs on this split, when the caller already has them.
         collect: how to get a model's per-part outputs on this split (default: a forward pass over every part; the
             app passes a faster one that reuses the frozen layers' outputs).
+        embed: a faster way to get the untrained gold model's embeddings of its training photos (see
+            :func:`~dlfd_core.train.train_on_split`).
         report_reference: also compute the original's and the gold model's reports (a benchmark that already has
             them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
@@ -117,6 +121,7 @@ def forget(
                 device=device,
                 progress=scaled(progress, run_end, 0.95),
                 should_stop=should_stop,
+                embed=embed,
             )
         gold_model = trained.model
         timings["gold_train_seconds"] = trained.seconds

@@ -210,6 +210,24 @@ class KeyedOutputs:
         }
 
 
+    def embeddings(self, model: nn.Module, keys: Sequence[str], *, device: Any) -> torch.Tensor | None:
+        """``model``'s backbone embeddings of the photos ``keys`` from the cached prefix outputs, or ``None`` when its
+        prefix differs (a :data:`~dlfd_core.train.Embedder` for training the gold model)."""
+        if self.prefix is None or not self.prefix.matches(model):
+            return None
+        at = {key: i for i, key in enumerate(self.keys)}
+        activations = self.prefix.activations[torch.as_tensor([at[k] for k in keys], dtype=torch.long)]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():  # not inference_mode: the result initialises trainable weights
+                return torch.cat(
+                    [model.backbone.suffix(activations[i : i + 100].to(device)) for i in range(0, len(keys), 100)]
+                )
+        finally:
+            model.train(was_training)
+
+
 class GoldCache:
     """A small thread-safe LRU of gold models and their outputs, keyed by (people forgotten, seed, backbone)."""
 
@@ -837,6 +855,7 @@ def run_forget(
         train_gold=with_gold and cached is None,
         before=session.outputs.parts(session.aligned, split),
         collect=lambda model: session.outputs.collect(model, session.aligned, split, device=device),
+        embed=lambda model, keys: session.outputs.embeddings(model, keys, device=device),
         progress=progress,
         should_stop=should_stop,
     )

@@ -121,23 +121,36 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 
 
 @torch.no_grad()
-def imprint_head(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, logit_scale: float) -> None:
+def imprint_head(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    logit_scale: float,
+    features: torch.Tensor | None = None,
+) -> None:
     """Set a linear head to the nearest-class-mean classifier of the current embedding (weight imprinting).
 
     With class means ``μ_c``, ``-‖f - μ_c‖² / T`` ranks classes like ``(2 μ_c·f - ‖μ_c‖²) / T`` (the ``‖f‖²`` term is
     the same for every class), a linear layer: ``W_c = 2 μ_c / T``, ``b_c = -‖μ_c‖² / T``. ``T`` is set so that
     the mean logit gap between a sample's own class and the others is ``logit_scale``. Face descriptors are compared
     by Euclidean distance and are not centred, so this works where cosine prototypes would not. Classes without
-    samples keep their weights. Needs a linear head with a bias.
+    samples keep their weights. Needs a linear head with a bias. ``features``: the model's embeddings of ``inputs``
+    (``[N, D]``) when the caller already has them; otherwise they are computed here.
     """
     head = model.head
     if not isinstance(head, nn.Linear) or head.bias is None:
         return
-    was_training = model.training
-    model.eval()
     device = head.weight.device
-    feats = torch.cat([model.features(inputs[i : i + 100].to(device)) for i in range(0, len(inputs), 100)])  # [N, D]
-    model.train(was_training)
+    if features is not None:
+        if features.shape != (len(inputs), head.in_features):
+            raise DLFDError(f"expected embeddings of shape {(len(inputs), head.in_features)}, got {tuple(features.shape)}")
+        feats = features.to(device)
+    else:
+        was_training = model.training
+        model.eval()
+        feats = torch.cat([model.features(inputs[i : i + 100].to(device)) for i in range(0, len(inputs), 100)])
+        model.train(was_training)  # feats: [N, D]
     labels = labels.to(device)
     classes = labels.unique()
     means = torch.stack([feats[labels == c].mean(0) for c in classes])  # [K, D]
@@ -148,6 +161,10 @@ def imprint_head(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *
     temperature = ((d_other - d_own) / logit_scale).clamp_min(1e-8)
     head.weight[classes] = 2.0 * means / temperature
     head.bias[classes] = -means.pow(2).sum(1) / temperature
+
+
+Embedder = Callable[[nn.Module, Sequence[str]], "torch.Tensor | None"]
+"""``embed(model, image_keys)``: the model's embeddings of those photos, or ``None`` when it cannot give them."""
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -166,6 +183,7 @@ def train_classifier(
     device: str | torch.device = "cpu",
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    initial_features: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on aligned crops with cross-entropy.
 
@@ -178,6 +196,8 @@ def train_classifier(
         device: where to train.
         progress: called with the fraction done and a message.
         should_stop: polled between steps; when it returns True, :class:`CancelledError` is raised.
+        initial_features: ``model``'s embeddings of ``crops`` before training, when the caller already has them
+            (they initialise the head; without them a forward pass over the crops computes them).
 
     Returns:
         The trained model and the per-epoch history.
@@ -199,7 +219,9 @@ def train_classifier(
     else:
         inputs = crops_to_tensor(crops, model.input_size)  # [N, 3, s, s] float in [0, 1], kept on the CPU
     if config.head_init == "prototypes":
-        imprint_head(model, inputs, labels_t, logit_scale=config.prototype_logit_scale)
+        imprint_head(
+            model, inputs, labels_t, logit_scale=config.prototype_logit_scale, features=initial_features
+        )
     elif config.head_init != "random":
         raise DLFDError(f"head_init must be 'prototypes' or 'random', got {config.head_init!r}")
     optimizer = make_optimizer(model, config)
@@ -266,6 +288,7 @@ def train_on_split(
     device: str | torch.device = "cpu",
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    embed: Embedder | None = None,
 ) -> TrainResult:
     """Train the original model (every known person's training photos) or the gold model (the retain set only).
 
@@ -282,6 +305,9 @@ def train_on_split(
         device: where to train.
         progress: progress callback.
         should_stop: cancellation poll.
+        embed: ``embed(model, keys)`` gives the untrained model's embeddings of those photos faster than a forward
+            pass (the web app's cached frozen-layer outputs), or ``None`` when it cannot; used for the head's
+            initialisation.
     """
     from .data.splits import aligned_for
     from .models import create_model
@@ -298,6 +324,7 @@ def train_on_split(
     torch.manual_seed(seed)
     pretrained = backbone != "resnet18"
     model = create_model(backbone, split.num_classes, pretrained=pretrained)
+    initial_features = embed(model, keys) if embed is not None else None
     return train_classifier(
         model,
         crops,
@@ -307,4 +334,5 @@ def train_on_split(
         device=device,
         progress=progress,
         should_stop=should_stop,
+        initial_features=initial_features,
     )

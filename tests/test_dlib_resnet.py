@@ -166,3 +166,27 @@ def test_wrong_tensors_raise(tmp_path: Path) -> None:
     save_file({"fc": np.zeros((256, 64), dtype=np.float32)}, str(wrong))
     with pytest.raises(WeightsError, match="does not fit"):
         dlib_resnet(weights=wrong)
+
+
+def test_folded_conv_layer_equals_convolution_then_scale() -> None:
+    """The conv layer folds its per-channel scale and bias into the convolution; the result and every gradient
+    are those of ``scale(conv(x))``."""
+    from dlfd_core.models.dlib_resnet import _ConvLayer
+
+    torch.manual_seed(0)
+    layer = _ConvLayer(4, 6, 3, stride=2, padding=1)
+    with torch.no_grad():
+        layer.scale.weight.uniform_(0.5, 1.5)
+        layer.scale.bias.normal_()
+        layer.conv.bias.normal_()
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    folded = layer(x)
+    reference = layer.scale(layer.conv(x))
+    torch.testing.assert_close(folded, reference)
+    params = [x, layer.conv.weight, layer.conv.bias, layer.scale.weight, layer.scale.bias]
+    for a, b in zip(
+        torch.autograd.grad(folded.square().sum(), params),
+        torch.autograd.grad(reference.square().sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)

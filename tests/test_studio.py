@@ -179,6 +179,40 @@ def test_models_sharing_the_frozen_prefix_are_evaluated_from_it(workspace):
             np.testing.assert_allclose(fast[name].logits, full[name].logits, rtol=1e-4, atol=1e-3)
 
 
+def test_gold_training_takes_its_head_initialisation_from_the_cached_prefix(workspace):
+    """The gold model's untrained embeddings come from the cached frozen-prefix outputs when the prefix matches (and
+    agree with a forward pass); a model whose prefix changed gets ``None``, so training falls back to the pass."""
+    import copy
+
+    import torch
+
+    from dlfd_core.data import crops_to_tensor, with_forget_identities
+    from dlfd_core.data.splits import aligned_for
+    from dlfd_core.models import create_model
+    from dlfd_core.train import imprint_head
+
+    split = with_forget_identities(workspace.split, ["s7"])
+    keys = split.retain_train_keys
+    fresh = create_model("dlib_resnet", split.num_classes).eval()
+    cached = workspace.outputs.embeddings(fresh, keys, device="cpu")
+    crops, labels = aligned_for(workspace.aligned, split, keys)
+    inputs = crops_to_tensor(crops)
+    with torch.no_grad():
+        computed = fresh.features(inputs)
+    torch.testing.assert_close(cached, computed)
+    heads = []
+    for features in (cached, None):
+        model = copy.deepcopy(fresh)
+        imprint_head(model, inputs, torch.as_tensor(labels), logit_scale=10.0, features=features)
+        heads.append(model.head.state_dict())
+    for name in heads[0]:
+        torch.testing.assert_close(heads[0][name], heads[1][name])
+    changed = copy.deepcopy(fresh)
+    with torch.no_grad():
+        changed.backbone.conv32_down.conv.weight.mul_(1.5)
+    assert workspace.outputs.embeddings(changed, keys, device="cpu") is None
+
+
 def test_a_closed_session_refuses_work_and_writes_nothing(workspace, tmp_path):
     s = studio.Session.start(workspace, tmp_path)
     s.close()

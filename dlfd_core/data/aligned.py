@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,17 +202,21 @@ def cache_path(dataset: FaceDataset, aligner: Any) -> Path:
 def _save(path: Path, faces: AlignedFaces, key: str) -> None:
     failure_keys = list(faces.failures)
     meta = json.dumps({"format": CACHE_FORMAT_VERSION, "key": key, "size": faces.size})
-    with atomic_write(path) as stream:
-        np.savez_compressed(
-            stream,
-            meta=np.array(meta),
-            crops=faces.crops,
-            keys=np.array(faces.keys, dtype=np.str_).reshape(-1),
-            identities=np.array(faces.identities, dtype=np.str_).reshape(-1),
-            num_faces=faces.num_faces,
-            failure_keys=np.array(failure_keys, dtype=np.str_).reshape(-1),
-            failure_reasons=np.array([faces.failures[k] for k in failure_keys], dtype=np.str_).reshape(-1),
-        )
+    arrays = {
+        "meta": np.array(meta),
+        "crops": faces.crops,
+        "keys": np.array(faces.keys, dtype=np.str_).reshape(-1),
+        "identities": np.array(faces.identities, dtype=np.str_).reshape(-1),
+        "num_faces": faces.num_faces,
+        "failure_keys": np.array(failure_keys, dtype=np.str_).reshape(-1),
+        "failure_reasons": np.array([faces.failures[k] for k in failure_keys], dtype=np.str_).reshape(-1),
+    }
+    # an .npz that np.load reads, deflated at level 1: on ORL 7x faster to write than np.savez_compressed's
+    # default level (0.3 s instead of 2 s, at start-up on a fresh machine) for a file 20 % larger
+    with atomic_write(path) as stream, zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def _load(path: Path, dataset: FaceDataset, key: str, size: int | None) -> AlignedFaces:
