@@ -28,6 +28,12 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# On a ZeroGPU Hugging Face Space (which sets SPACES_ZERO_GPU), `spaces` must be imported before torch, and each run
+# goes through its GPU decorator (see _runner); everywhere else the app does not need the package.
+ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+if ZERO_GPU:
+    import spaces
+
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -41,6 +47,18 @@ log = logging.getLogger("dlfd_studio")
 SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdir()) / "dlfd-studio-sessions"))
 RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
 RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
+
+# A run on ZeroGPU: the job is pickled into the GPU worker process, and the outcome back. Allow the slowest default
+# run (a method plus the gold model) with room; ZeroGPU charges the quota by actual use.
+ZERO_GPU_SECONDS = 120
+_GPU_EXECUTE = spaces.GPU(duration=ZERO_GPU_SECONDS)(studio.execute_job) if ZERO_GPU else None
+
+
+def _runner() -> studio.JobRunner | None:
+    """How a run executes: through ZeroGPU's decorator on a ZeroGPU Space, in this process (with progress and
+    Cancel) everywhere else."""
+    return _GPU_EXECUTE
+
 
 # ------------------------------------------------------------------------------------------------- sessions
 _LIVE: dict[str, studio.Session] = {}  # session hash -> session, to clean up when the page closes
@@ -74,15 +92,30 @@ def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, st
     return update
 
 
+def _upload_folder() -> Path:
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def _track(session: studio.Session | None, paths: list[str]) -> None:
+    """Hand the session the photos Gradio received for it, so that they are deleted when it ends, enrolled or not."""
+    if session is None:
+        return
+    root = _upload_folder()
+    for path in paths:
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(root):  # anything else is not an upload (and is never deleted)
+            session.track_upload(resolved)
+
+
 def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
     """The photos to enrol, each one a file Gradio received as an upload or this session's example copy.
 
     Anything else (a path under the served folders sent by a hand-made request) is refused: it is neither read nor
     deleted.
     """
-    from gradio.utils import get_upload_folder
-
-    allowed = (Path(get_upload_folder()).resolve(), (session.folder / "example").resolve())
+    allowed = (_upload_folder(), (session.folder / "example").resolve())
     photos = []
     for path in paths:
         resolved = Path(path).resolve()
@@ -90,16 +123,6 @@ def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
             raise DLFDError(f"'{Path(path).name}' is not an uploaded file; upload the photos again.")
         photos.append(resolved)
     return photos
-
-
-def _delete_uploads(paths: list[Path]) -> None:
-    """Delete uploaded photos (the faces live on as aligned crops in the session only)."""
-    for path in paths:
-        try:
-            path.unlink(missing_ok=True)
-            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
-        except OSError:
-            pass
 
 
 def _gallery_files(folder: Path, crops: list[np.ndarray], captions: list[str], names: list[str]) -> list[tuple]:
@@ -177,9 +200,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         name = known[int(evt.index)]
         return [c for c in chosen if c != name] if name in chosen else [*chosen, name]
 
-    def add_webcam(photo: str | None, pending: list[str]):
+    def add_webcam(session, photo: str | None, pending: list[str]):
         if not photo:
             raise gr.Error("Take a photo with the webcam first.")
+        _track(session, [photo])
         pending = [*pending, photo]
         return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
 
@@ -205,7 +229,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 error = DLFDError(f"{error} The photos were deleted from the server; choose them again.")
             raise _friendly(error) from None
         finally:
-            _delete_uploads(photos)
+            for photo in photos:  # the faces live on as aligned crops in the session only
+                studio.delete_upload(photo)
         crops = _image_paths(session, enrolment.crops, [f"face {i + 1}" for i in range(len(enrolment.crops))], "enrol")
         held = _image_paths(
             session, [p.crop for p in enrolment.predictions], [p.caption for p in enrolment.predictions], "heldout"
@@ -220,8 +245,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         paths = [str(p) for p in studio.example_photos(session)]
         return paths, "visitor", f"{len(paths)} example photos chosen."
 
-    def check_photos(files, pending):
-        """How many photos are waiting to be enrolled."""
+    def check_photos(session, files, pending):
+        """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
+        _track(session, [str(f) for f in (files or [])])
         return f"{len(files or []) + len(pending or [])} photo(s) chosen." if files or pending else ""
 
     def method_help(name: str) -> str:
@@ -244,9 +270,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 method,
                 seed=int(seed),
                 with_gold=bool(with_gold),
-                device=studio.default_device(),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
+                runner=_runner(),
             )
         except CancelledError:
             return (gr.skip(),) * 8 + ("Run cancelled; nothing changed.",)
@@ -283,7 +309,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
         session_state = gr.State(None, delete_callback=_close)
         pending = gr.State([])
-        gr.Markdown(INTRO.format(description=workspace.description), elem_id="intro")
+        # on ZeroGPU this process has no GPU; each run gets one (enrolment trains here, on the CPU)
+        where = "ZeroGPU GPU, one run at a time (enrolment trains on the CPU)" if ZERO_GPU else None
+        gr.Markdown(INTRO.format(description=workspace.describe(where)), elem_id="intro")
         # Results first (unrendered), so the settings form's run event can name them; placed below.
         verdict = gr.Markdown(elem_id="verdict", render=False)
         cards = gr.HTML(elem_id="cards", render=False)
@@ -425,9 +453,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         demo.unload(end)
         people.select(toggle, inputs=[session_state, forget_who], outputs=forget_who)
         method.change(method_help, inputs=method, outputs=method_info)
-        add_photo.click(add_webcam, inputs=[webcam, pending], outputs=[webcam, pending, photo_count])
+        add_photo.click(add_webcam, inputs=[session_state, webcam, pending], outputs=[webcam, pending, photo_count])
+        webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])
         example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
-        enrol_files.change(check_photos, inputs=[enrol_files, pending], outputs=photo_count)
+        enrol_files.change(check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count)
         enrol_button.click(_arm, inputs=session_state, queue=False).then(
             do_enrol,
             inputs=[session_state, enrol_name, enrol_files, pending],

@@ -37,8 +37,8 @@ from torch import nn
 
 from .data import AlignedFaces, FaceDataset, Split, align_dataset, load_orl, load_split, with_forget_identities
 from .data.transforms import crops_to_tensor
-from .env import environment
-from .errors import DataError, DLFDError
+from .env import environment, warm_up
+from .errors import CancelledError, DataError, DLFDError
 from .evaluate.evaluate import collect_parts, part_keys, split_parts
 from .evaluate.metrics import softmax
 from .evaluate.outputs import SplitOutputs, collect_outputs
@@ -55,7 +55,10 @@ __all__ = [
     "Enrolment",
     "Prediction",
     "RunRecord",
+    "ForgetJob",
     "Session",
+    "execute_job",
+    "delete_upload",
     "Workspace",
     "enrol",
     "example_photos",
@@ -209,7 +212,6 @@ class KeyedOutputs:
             for name, rows in self._rows(aligned, split).items()
         }
 
-
     def embeddings(self, model: nn.Module, keys: Sequence[str], *, device: Any) -> torch.Tensor | None:
         """``model``'s backbone embeddings of the photos ``keys`` from the cached prefix outputs, or ``None`` when its
         prefix differs (a :data:`~dlfd_core.train.Embedder` for training the gold model)."""
@@ -289,7 +291,12 @@ class Workspace:
     @property
     def description(self) -> str:
         """One line on what the model is and where it runs."""
-        where = f"GPU ({torch.cuda.get_device_name(0)})" if self.device.type == "cuda" else "CPU"
+        return self.describe()
+
+    def describe(self, where: str | None = None) -> str:
+        """:attr:`description`, with ``where`` the runs go when not to this workspace's device."""
+        if where is None:
+            where = f"GPU ({torch.cuda.get_device_name(0)})" if self.device.type == "cuda" else "CPU"
         return (
             f"{self.model.backbone_name} face embedding (pretrained) with a classifier over "
             f"{self.split.num_classes} people, trained on {len(self.split.train_keys)} photos of "
@@ -334,20 +341,6 @@ def load_workspace(
         outputs=outputs,
         load_seconds=time.perf_counter() - start,
     )
-
-
-def warm_up() -> None:
-    """Pay one-time costs before the first run: torch's optimiser machinery and scikit-learn load on first use
-    (about 3 s on the 2-core CPU here). The app calls this in a background thread once its page is up."""
-    import sklearn.decomposition  # noqa: F401  (the embedding projection)
-    import sklearn.linear_model  # noqa: F401  (the membership attacks)
-    import sklearn.metrics  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-
-    weight = nn.Parameter(torch.zeros(1))
-    for optimizer in (torch.optim.SGD([weight], lr=0.0), torch.optim.Adam([weight], lr=0.0)):
-        weight.grad = torch.zeros(1)
-        optimizer.step()
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -481,6 +474,8 @@ class Session:
         outputs: ``model``'s outputs on every photo.
         enrolment: the enrolled face set, if any.
         runs: every run, oldest first.
+        uploads: files this session received outside its folder (a web framework's upload copies): deleted by
+            :meth:`close` too, also the ones never enrolled.
     """
 
     workspace: Workspace
@@ -493,6 +488,7 @@ class Session:
     runs: list[RunRecord] = field(default_factory=list)
     gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE))
     cancel: threading.Event = field(default_factory=threading.Event)
+    uploads: set[Path] = field(default_factory=set)
 
     @classmethod
     def start(cls, workspace: Workspace, root: str | Path | None = None) -> Session:
@@ -521,14 +517,24 @@ class Session:
 
     closed: bool = False
 
+    def track_upload(self, path: str | Path) -> None:
+        """Remember an uploaded file (outside the session folder) so that :meth:`close` deletes it."""
+        if self.closed:
+            delete_upload(Path(path))
+        else:
+            self.uploads.add(Path(path))
+
     def close(self) -> None:
-        """End the session: stop its job, delete its folder, drop its models and uploads' faces.
+        """End the session: stop its job, delete its folder and uploads, drop its models and uploads' faces.
 
         A closed session refuses new work (:meth:`check_open`); a job still running stops at its next step.
         """
         self.closed = True
         self.cancel.set()
         shutil.rmtree(self.folder, ignore_errors=True)
+        for path in list(self.uploads):
+            delete_upload(path)
+        self.uploads.clear()
         self.gold_cache.clear()
         self.runs.clear()
         self.enrolment = None
@@ -547,6 +553,15 @@ class Session:
 
     def runs_table(self) -> list[dict[str, Any]]:
         return [run.row() for run in self.runs]
+
+
+def delete_upload(path: Path) -> None:
+    """Delete an uploaded file, and its folder when that is left empty (web frameworks keep one folder per upload)."""
+    try:
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------------------------- enrolment
@@ -808,6 +823,69 @@ def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_sid
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class ForgetJob:
+    """One run's inputs, independent of the session and the process: plain data, models and a configured method.
+
+    It pickles, so a runner may execute it in another process (a ZeroGPU Space's ``spaces.GPU`` worker does: the
+    GPU exists only there, and arguments and results cross by pickling). :func:`execute_job` runs it.
+
+    Attributes:
+        aligned, split: the faces and the split with its forget request.
+        model: the model to unlearn from (not modified).
+        outputs: ``model``'s outputs on every photo (with the frozen-prefix cache).
+        method: the configured method.
+        seed: the run's seed.
+        device: where to run; ``None``: the best device where the job runs.
+        gold: an already-trained gold model and its outputs, or ``None``.
+        train_gold: train the gold model (when ``gold`` is ``None``).
+    """
+
+    aligned: AlignedFaces
+    split: Split
+    model: nn.Module
+    outputs: KeyedOutputs
+    method: Any
+    seed: int = 0
+    device: str | None = None
+    gold: tuple[nn.Module, dict[str, SplitOutputs]] | None = None
+    train_gold: bool = False
+
+
+def execute_job(
+    job: ForgetJob, progress: ProgressFn = no_progress, should_stop: Callable[[], bool] | None = None
+) -> ForgetOutcome:
+    """Run a :class:`ForgetJob`: unlearn, evaluate before / after / gold. Models come back on the CPU."""
+    device = torch.device(job.device) if job.device is not None else default_device()
+    gold_model, gold_outputs = job.gold if job.gold is not None else (None, None)
+    aligned, split, outputs = job.aligned, job.split, job.outputs
+    outcome = forget(  # the model (shared, on the CPU) is not moved: the method unlearns a copy on the device
+        aligned,
+        split,
+        job.model,
+        job.method,
+        seed=job.seed,
+        device=device,
+        gold_model=gold_model,
+        gold_outputs=gold_outputs,
+        train_gold=job.train_gold and job.gold is None,
+        before=outputs.parts(aligned, split),
+        collect=lambda model: outputs.collect(model, aligned, split, device=device),
+        embed=lambda model, keys: outputs.embeddings(model, keys, device=device),
+        progress=progress,
+        should_stop=should_stop,
+    )
+    # models rest on the CPU between calls (on ZeroGPU the device exists only during a call)
+    outcome.result.model.cpu()
+    if outcome.gold_model is not None:
+        outcome.gold_model.cpu()
+    return outcome
+
+
+JobRunner = Callable[[ForgetJob], ForgetOutcome]
+"""Runs a :class:`ForgetJob` somewhere else (e.g. ``spaces.GPU(execute_job)``); no progress or cancellation."""
+
+
 def run_forget(
     session: Session,
     identities: Sequence[str],
@@ -818,11 +896,15 @@ def run_forget(
     device: str | torch.device | None = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    runner: JobRunner | None = None,
 ) -> RunRecord:
     """Forget ``identities`` from the session's model with a configured method; evaluate; write the downloads.
 
     The gold model (the original recipe retrained without them, same seed) is cached per session for the same
     people and seed, so comparing methods does not retrain it each time.
+
+    ``runner``: execute the job through it (e.g. in a ZeroGPU worker process) instead of here; it gets no progress
+    callback and cannot be cancelled midway.
 
     Raises:
         DataError: no identity chosen, or all of them (nothing would be left to keep).
@@ -830,7 +912,6 @@ def run_forget(
     """
     start = time.perf_counter()
     session.check_open()
-    device = torch.device(device) if device is not None else session.device
     identities = tuple(dict.fromkeys(identities or ()))
     if not identities:
         raise DataError("Choose at least one person to forget.")
@@ -842,27 +923,27 @@ def run_forget(
     # has seen the upload, so it stays in the session
     cache = session.workspace.gold_cache if session.uses_bundled_model else session.gold_cache
     cached = cache.get(key) if with_gold else None
-    gold_model, gold_outputs = cached if cached is not None else (None, None)
-    outcome = forget(
-        session.aligned,
-        split,
-        session.model,
-        method,
+    job = ForgetJob(
+        aligned=session.aligned,
+        split=split,
+        model=session.model,
+        outputs=session.outputs,
+        method=method,
         seed=seed,
-        device=device,
-        gold_model=gold_model,
-        gold_outputs=gold_outputs,
-        train_gold=with_gold and cached is None,
-        before=session.outputs.parts(session.aligned, split),
-        collect=lambda model: session.outputs.collect(model, session.aligned, split, device=device),
-        embed=lambda model, keys: session.outputs.embeddings(model, keys, device=device),
-        progress=progress,
-        should_stop=should_stop,
+        device=str(device) if device is not None else None,
+        gold=cached,
+        train_gold=with_gold,
     )
-    # models rest on the CPU between calls (on ZeroGPU the device exists only during a call)
-    outcome.result.model.cpu()
+    if runner is None:
+        outcome = execute_job(job, progress=progress, should_stop=should_stop)
+    else:  # in another process: no progress or Cancel inside, so check Cancel once before it starts
+        if should_stop is not None and should_stop():
+            raise CancelledError("the run was cancelled before it started")
+        progress(0.0, "running")
+        outcome = runner(job)
+    session.check_open()  # closed while running: keep nothing
     if with_gold and cached is None and outcome.gold_model is not None:
-        cache.put(key, outcome.gold_model.cpu(), outcome.outputs["gold"])
+        cache.put(key, outcome.gold_model, outcome.outputs["gold"])
     number = len(session.runs) + 1
     record = RunRecord(
         number=number,

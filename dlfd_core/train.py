@@ -144,7 +144,8 @@ def imprint_head(
     device = head.weight.device
     if features is not None:
         if features.shape != (len(inputs), head.in_features):
-            raise DLFDError(f"expected embeddings of shape {(len(inputs), head.in_features)}, got {tuple(features.shape)}")
+            expected = (len(inputs), head.in_features)
+            raise DLFDError(f"expected embeddings of shape {expected}, got {tuple(features.shape)}")
         feats = features.to(device)
     else:
         was_training = model.training
@@ -219,9 +220,7 @@ def train_classifier(
     else:
         inputs = crops_to_tensor(crops, model.input_size)  # [N, 3, s, s] float in [0, 1], kept on the CPU
     if config.head_init == "prototypes":
-        imprint_head(
-            model, inputs, labels_t, logit_scale=config.prototype_logit_scale, features=initial_features
-        )
+        imprint_head(model, inputs, labels_t, logit_scale=config.prototype_logit_scale, features=initial_features)
     elif config.head_init != "random":
         raise DLFDError(f"head_init must be 'prototypes' or 'random', got {config.head_init!r}")
     optimizer = make_optimizer(model, config)

@@ -8,6 +8,7 @@ import gradio as gr
 import pytest
 
 import app
+from dlfd_core import studio
 from dlfd_core.errors import DLFDError
 from dlfd_core.unlearn import create_method, method_class, method_names
 
@@ -59,5 +60,60 @@ def test_only_uploaded_files_are_read_or_deleted(tmp_path):
     upload.write_bytes(b"x")
     example = session.folder / "example" / "example_01.png"
     assert app._uploads(session, [str(upload), str(example)]) == [upload.resolve(), example.resolve()]
-    app._delete_uploads([upload.resolve()])
+    tracked = SimpleNamespace(paths=[], track_upload=lambda path: tracked.paths.append(path))
+    app._track(tracked, [str(upload), str(elsewhere)])  # only the upload is handed over for deletion
+    assert tracked.paths == [upload.resolve()]
+    studio.delete_upload(upload.resolve())
     assert not upload.exists() and not upload.parent.exists()
+
+
+def test_a_session_deletes_its_uploads_when_it_ends(tmp_path):
+    """Uploads outside the session folder (chosen but never enrolled) go when the session closes; after it closed,
+    a late upload is deleted at once."""
+    from types import SimpleNamespace
+
+    workspace = SimpleNamespace(aligned=None, split=None, model=None, outputs=None)
+    session = studio.Session.start(workspace, tmp_path / "sessions")
+    kept = tmp_path / "cache" / "a" / "kept.png"
+    uploads = [tmp_path / "cache" / name / "photo.png" for name in ("b", "c")]
+    for path in (kept, *uploads):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    for path in uploads:
+        session.track_upload(path)
+    session.close()
+    assert kept.exists() and not any(p.exists() or p.parent.exists() for p in uploads)
+    late = tmp_path / "cache" / "d" / "late.png"
+    late.parent.mkdir()
+    late.write_bytes(b"x")
+    session.track_upload(late)
+    assert not late.exists()
+
+
+def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
+    """With SPACES_ZERO_GPU set, app.py imports `spaces` first and runs jobs through `spaces.GPU(execute_job)`
+    (a stand-in `spaces` module records the decoration; the real one exists only on Hugging Face)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "spaces.py").write_text(
+        "import sys\n"
+        "torch_first = 'torch' in sys.modules\n"
+        "calls = []\n"
+        "def GPU(duration=60):\n"
+        "    def wrap(fn):\n"
+        "        calls.append((fn.__module__, fn.__name__, duration))\n"
+        "        return fn\n"
+        "    return wrap\n"
+    )
+    code = (
+        "import app, spaces\n"
+        "assert not spaces.torch_first, 'spaces must be imported before torch'\n"
+        "assert app._runner() is not None\n"
+        "print(spaces.calls)\n"
+    )
+    env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path.cwd()}"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "('dlfd_core.studio', 'execute_job', 120)" in result.stdout

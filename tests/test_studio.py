@@ -213,6 +213,34 @@ def test_gold_training_takes_its_head_initialisation_from_the_cached_prefix(work
     assert workspace.outputs.embeddings(changed, keys, device="cpu") is None
 
 
+def _in_another_process(job):
+    """What ZeroGPU's ``spaces.GPU`` does with a call: pickle it into a worker process, pickle the result back."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(studio.execute_job, (job,))
+
+
+def test_a_run_executed_in_another_process_matches_one_run_here(workspace, tmp_path):
+    """A job pickled into another process (as on a ZeroGPU Space) trains the same gold model and gives the same
+    reports as the same job run here; the session keeps the result as usual."""
+    there = studio.Session.start(workspace, tmp_path)
+    here = studio.Session.start(workspace, tmp_path)
+    try:
+        method = create_method("finetune", epochs=1)
+        remote = studio.run_forget(there, ["s12"], method, seed=4, with_gold=True, runner=_in_another_process)
+        assert "gold_train_seconds" in remote.outcome.timings
+        workspace.gold_cache.clear()
+        local = studio.run_forget(here, ["s12"], method, seed=4, with_gold=True)
+        assert "gold_train_seconds" in local.outcome.timings
+        for name in ("before", "after", "gold"):
+            assert remote.outcome.reports[name].metrics == pytest.approx(local.outcome.reports[name].metrics)
+        assert there.runs == [remote] and remote.files["model"].exists()
+    finally:
+        there.close()
+        here.close()
+
+
 def test_a_closed_session_refuses_work_and_writes_nothing(workspace, tmp_path):
     s = studio.Session.start(workspace, tmp_path)
     s.close()

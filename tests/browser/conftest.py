@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -172,23 +172,36 @@ def app_server(
 
 
 @pytest.fixture(scope="session")
-def browser(chromium_path: str) -> Iterator[Browser]:
-    """One headless chromium for the whole session."""
+def launch(chromium_path: str) -> Iterator[Callable[..., Browser]]:
+    """``launch(*extra_flags)``: a headless chromium (closed at the end of the test session)."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
-    try:
+    launched: list[Browser] = []
+
+    def start(*extra_flags: str) -> Browser:
         try:
-            launched = playwright.chromium.launch(
-                executable_path=chromium_path, headless=True, args=list(CHROMIUM_FLAGS)
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path, headless=True, args=[*CHROMIUM_FLAGS, *extra_flags]
             )
         except PlaywrightError as error:
             _unavailable(f"chromium at {chromium_path} does not start: {error}")
-        yield launched
-        launched.close()
+        launched.append(browser)
+        return browser
+
+    try:
+        yield start
     finally:
+        for browser in launched:
+            browser.close()
         playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(launch: Callable[..., Browser]) -> Browser:
+    """One headless chromium for the whole session."""
+    return launch()
 
 
 @pytest.fixture

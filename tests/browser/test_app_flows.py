@@ -1,5 +1,5 @@
 """The app's flows in a real browser: forget a known person, enrol and forget an uploaded face set, refuse a photo
-without a face, keep two sessions apart, and delete a session's files when its page closes.
+without a face, keep two sessions apart, and delete a session's files (uploads included) when its page closes.
 
 Set ``DLFD_SCREENSHOTS=<folder>`` to save a screenshot of each view there (``docs/screenshots`` for the README).
 """
@@ -187,6 +187,79 @@ def test_two_sessions_see_only_their_own_uploads(browser: Browser, app_server: s
                 context.close()
             except Exception:  # already closed
                 pass
+
+
+def test_photos_chosen_but_never_enrolled_are_deleted_when_the_page_closes(
+    browser: Browser, app_server: str, face_photos, gradio_temp, tmp_path
+) -> None:
+    import shutil
+
+    from playwright.sync_api import expect
+
+    def cached(name: str) -> list[Path]:
+        return [p for p in gradio_temp.rglob(name) if p.is_file()]
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        wait_for_gradio(page, app_server)
+        page.get_by_role("button", name="Or upload your own face set").click()
+        chosen = [Path(shutil.copy(f, tmp_path / f"pending_{i}.png")) for i, f in enumerate(face_photos[:3])]
+        page.locator("#enrol-files input[type=file]").set_input_files([str(f) for f in chosen])
+        expect(page.locator("#enrol-count")).to_contain_text("3 photo", timeout=60_000)
+        names = [f.name for f in chosen]
+        assert all(cached(name) for name in names), "the upload should be on the server while the page is open"
+    finally:
+        context.close()
+    deadline = time.monotonic() + 30
+    while any(cached(name) for name in names) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(cached(name) for name in names)
+
+
+def _y4m(image: np.ndarray, path: Path, frames: int = 5) -> Path:
+    """A still video (YUV4MPEG2, 4:2:0) of a greyscale image, for chromium's fake webcam."""
+    height, width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    luma = np.ascontiguousarray(image[:height, :width], dtype=np.uint8)
+    chroma = np.full((height // 2) * (width // 2), 128, np.uint8).tobytes()
+    with path.open("wb") as stream:
+        stream.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            stream.write(b"FRAME\n" + luma.tobytes() + chroma + chroma)
+    return path
+
+
+def test_a_webcam_photo_is_enrolled_with_the_uploads(launch, app_server: str, face_photos, tmp_path) -> None:
+    """Chromium's fake camera plays a photo of the example person; one capture plus four uploaded photos enrol."""
+    from playwright.sync_api import expect
+
+    face = np.asarray(Image.open(face_photos[-1]).convert("L").resize((368, 448)))
+    video = _y4m(face, tmp_path / "face.y4m")
+    camera = launch(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    )
+    context = camera.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    try:
+        page = context.new_page()
+        wait_for_gradio(page, app_server)
+        page.get_by_role("button", name="Or upload your own face set").click()
+        page.locator("#enrol-webcam").get_by_text("Click to Access Webcam").click()
+        page.locator("#enrol-webcam [title='capture photo']").click()
+        expect(page.locator("#enrol-webcam img")).to_be_visible()
+        page.locator("#enrol-add-webcam").click()
+        expect(page.locator("#enrol-count")).to_contain_text("1 webcam photo")
+        page.locator("#enrol-name textarea").fill("cam")
+        page.locator("#enrol-files input[type=file]").set_input_files([str(f) for f in face_photos[:4]])
+        expect(page.locator("#enrol-count")).to_contain_text("5 photo", timeout=60_000)
+        page.locator("#enrol-button").click()
+        expect(page.locator("#enrol-status")).to_contain_text("Enrolled", timeout=RUN_TIMEOUT_MS)
+        expect(page.locator("#enrol-crops .thumbnail-item")).to_have_count(5)
+        expect(page.locator("#enrol-failures")).not_to_contain_text("without a usable face")
+    finally:
+        context.close()
 
 
 def test_method_form_follows_the_method_and_refuses_bad_values(app_page: Page) -> None:
