@@ -369,6 +369,15 @@ def test_report_json_round_trip() -> None:
         Report(metrics={"mia_accuracy": 0.5}, meta={})
 
 
+def test_report_pickles() -> None:
+    import pickle
+
+    report = Report(metrics={"mia_acc": 0.61, "retain_test_acc": 0.9}, meta={"seed": 3, "targets": {"mia_acc": 0.5}})
+    back = pickle.loads(pickle.dumps(report))
+    assert dict(back.metrics) == dict(report.metrics) and dict(back.meta) == dict(report.meta)
+    assert back.targets == {"mia_acc": 0.5}
+
+
 def test_report_directions_and_better() -> None:
     report = Report(metrics={"forget_train_acc": 0.4}, meta={})
     assert Report.direction("retain_test_acc") == "higher"

@@ -228,10 +228,10 @@ def test_a_run_executed_in_another_process_matches_one_run_here(workspace, tmp_p
     here = studio.Session.start(workspace, tmp_path)
     try:
         method = create_method("finetune", epochs=1)
-        remote = studio.run_forget(there, ["s12"], method, seed=4, with_gold=True, runner=_in_another_process)
+        remote = studio.run_forget(there, ["s13"], method, seed=4, with_gold=True, runner=_in_another_process)
         assert "gold_train_seconds" in remote.outcome.timings
         workspace.gold_cache.clear()
-        local = studio.run_forget(here, ["s12"], method, seed=4, with_gold=True)
+        local = studio.run_forget(here, ["s13"], method, seed=4, with_gold=True)
         assert "gold_train_seconds" in local.outcome.timings
         for name in ("before", "after", "gold"):
             assert remote.outcome.reports[name].metrics == pytest.approx(local.outcome.reports[name].metrics)

@@ -158,6 +158,10 @@ class Report:
         for name in self.targets:
             metric_spec(name)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as plain dicts (the read-only views do not pickle): reports cross process boundaries (ZeroGPU)."""
+        return (type(self), (dict(self.metrics), dict(self.meta)))
+
     @property
     def targets(self) -> Mapping[str, float]:
         """This report's targets for ``"target"`` metrics without a fixed target (``meta["targets"]``)."""

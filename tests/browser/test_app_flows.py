@@ -247,8 +247,9 @@ def test_a_webcam_photo_is_enrolled_with_the_uploads(launch, app_server: str, fa
         wait_for_gradio(page, app_server)
         page.get_by_role("button", name="Or upload your own face set").click()
         page.locator("#enrol-webcam").get_by_text("Click to Access Webcam").click()
-        page.locator("#enrol-webcam [title='capture photo']").click()
-        expect(page.locator("#enrol-webcam img")).to_be_visible()
+        page.wait_for_function("document.querySelector('#enrol-webcam video')?.videoWidth > 0")
+        page.locator("#enrol-webcam button[aria-label='capture photo']").click()
+        expect(page.locator("#enrol-webcam button[aria-label='Remove Image']")).to_be_visible()  # a photo is taken
         page.locator("#enrol-add-webcam").click()
         expect(page.locator("#enrol-count")).to_contain_text("1 webcam photo")
         page.locator("#enrol-name textarea").fill("cam")
