@@ -13,6 +13,7 @@ time on the device.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import math
@@ -34,10 +35,21 @@ ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 if ZERO_GPU:
     import spaces
 
+from dlfd_core import studio  # noqa: E402
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    # Start loading the bundled default (faces, model, outputs: torch work, which releases the GIL) before Gradio and
+    # plotly are imported (Python work), so the two overlap at start-up; build_demo() waits for it.
+    _PRELOAD: concurrent.futures.Future[studio.Workspace] | None = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="workspace"
+    ).submit(studio.load_workspace)
+else:
+    _PRELOAD = None
+
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dlfd_core import studio  # noqa: E402
 from dlfd_core.errors import CancelledError, DLFDError  # noqa: E402
 from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
 from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
@@ -164,7 +176,8 @@ method (DLFD, Choi & Na 2024, by default), and run.
 
 def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     """Build the page on a loaded workspace (the bundled default when omitted)."""
-    workspace = workspace or studio.load_workspace()
+    if workspace is None:
+        workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace()
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
     for stale in SESSIONS_ROOT.iterdir():  # sessions of an earlier run of the server (e.g. after a crash)
         if stale.is_dir() and stale.name != "_bundled":
@@ -527,7 +540,6 @@ def _cell(value: Any) -> Any:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
     # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
     # instead of landing on the first click
     threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
