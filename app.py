@@ -35,7 +35,12 @@ ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 if ZERO_GPU:
     import spaces
 
+import dlfd_core.faces  # noqa: E402, F401  (imported here, not first in the preload thread below)
 from dlfd_core import studio  # noqa: E402
+
+# Where this process computes (the workspace, enrolment). On ZeroGPU it must stay on the CPU: `spaces` makes
+# torch.cuda.is_available() true in the server process, but CUDA exists only inside a spaces.GPU call.
+HOST_DEVICE = "cpu" if ZERO_GPU else None
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
@@ -43,7 +48,7 @@ if __name__ == "__main__":
     # plotly are imported (Python work), so the two overlap at start-up; build_demo() waits for it.
     _PRELOAD: concurrent.futures.Future[studio.Workspace] | None = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix="workspace"
-    ).submit(studio.load_workspace)
+    ).submit(studio.load_workspace, device=HOST_DEVICE)
 else:
     _PRELOAD = None
 
@@ -177,7 +182,7 @@ method (DLFD, Choi & Na 2024, by default), and run.
 def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     """Build the page on a loaded workspace (the bundled default when omitted)."""
     if workspace is None:
-        workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace()
+        workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace(device=HOST_DEVICE)
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
     for stale in SESSIONS_ROOT.iterdir():  # sessions of an earlier run of the server (e.g. after a crash)
         if stale.is_dir() and stale.name != "_bundled":
@@ -231,7 +236,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 session,
                 name,
                 photos,
-                device=studio.default_device(),
+                device=HOST_DEVICE or studio.default_device(),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
             )
@@ -243,7 +248,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             raise _friendly(error) from None
         finally:
             for photo in photos:  # the faces live on as aligned crops in the session only
-                studio.delete_upload(photo)
+                session.release_upload(photo)
         crops = _image_paths(session, enrolment.crops, [f"face {i + 1}" for i in range(len(enrolment.crops))], "enrol")
         held = _image_paths(
             session, [p.crop for p in enrolment.predictions], [p.caption for p in enrolment.predictions], "heldout"

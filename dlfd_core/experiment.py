@@ -33,6 +33,7 @@ class ForgetOutcome:
     result: UnlearnResult
     timings: dict[str, float] = field(default_factory=dict)
     gold_model: nn.Module | None = None
+    environment: dict[str, Any] | None = None  # where it ran, when the caller records it
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -212,11 +212,12 @@ class KeyedOutputs:
             for name, rows in self._rows(aligned, split).items()
         }
 
-    def embeddings(self, model: nn.Module, keys: Sequence[str], *, device: Any) -> torch.Tensor | None:
-        """``model``'s backbone embeddings of the photos ``keys`` from the cached prefix outputs, or ``None`` when its
-        prefix differs (a :data:`~dlfd_core.train.Embedder` for training the gold model)."""
+    def embeddings(self, model: nn.Module, keys: Sequence[str]) -> torch.Tensor | None:
+        """``model``'s backbone embeddings of the photos ``keys`` from the cached prefix outputs (computed where the
+        model is), or ``None`` when its prefix differs (a :data:`~dlfd_core.train.Embedder` for the gold model)."""
         if self.prefix is None or not self.prefix.matches(model):
             return None
+        device = next(model.parameters()).device
         at = {key: i for i, key in enumerate(self.keys)}
         activations = self.prefix.activations[torch.as_tensor([at[k] for k in keys], dtype=torch.long)]
         was_training = model.training
@@ -489,6 +490,7 @@ class Session:
     gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE))
     cancel: threading.Event = field(default_factory=threading.Event)
     uploads: set[Path] = field(default_factory=set)
+    _uploads_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def start(cls, workspace: Workspace, root: str | Path | None = None) -> Session:
@@ -519,22 +521,30 @@ class Session:
 
     def track_upload(self, path: str | Path) -> None:
         """Remember an uploaded file (outside the session folder) so that :meth:`close` deletes it."""
-        if self.closed:
-            delete_upload(Path(path))
-        else:
-            self.uploads.add(Path(path))
+        with self._uploads_lock:
+            if not self.closed:
+                self.uploads.add(Path(path))
+                return
+        delete_upload(Path(path))  # the session ended meanwhile
+
+    def release_upload(self, path: str | Path) -> None:
+        """Delete an uploaded file now and forget it (so that a later, identical upload is not deleted at close)."""
+        with self._uploads_lock:
+            self.uploads.discard(Path(path))
+        delete_upload(Path(path))
 
     def close(self) -> None:
         """End the session: stop its job, delete its folder and uploads, drop its models and uploads' faces.
 
         A closed session refuses new work (:meth:`check_open`); a job still running stops at its next step.
         """
-        self.closed = True
+        with self._uploads_lock:
+            self.closed = True
+            uploads, self.uploads = list(self.uploads), set()
         self.cancel.set()
         shutil.rmtree(self.folder, ignore_errors=True)
-        for path in list(self.uploads):
+        for path in uploads:
             delete_upload(path)
-        self.uploads.clear()
         self.gold_cache.clear()
         self.runs.clear()
         self.enrolment = None
@@ -837,8 +847,8 @@ class ForgetJob:
         method: the configured method.
         seed: the run's seed.
         device: where to run; ``None``: the best device where the job runs.
-        gold: an already-trained gold model and its outputs, or ``None``.
-        train_gold: train the gold model (when ``gold`` is ``None``).
+        gold_outputs: an already-trained gold model's outputs on this split (all a run needs of it), or ``None``.
+        train_gold: train the gold model (when ``gold_outputs`` is ``None``).
     """
 
     aligned: AlignedFaces
@@ -848,16 +858,16 @@ class ForgetJob:
     method: Any
     seed: int = 0
     device: str | None = None
-    gold: tuple[nn.Module, dict[str, SplitOutputs]] | None = None
+    gold_outputs: dict[str, SplitOutputs] | None = None
     train_gold: bool = False
 
 
 def execute_job(
     job: ForgetJob, progress: ProgressFn = no_progress, should_stop: Callable[[], bool] | None = None
 ) -> ForgetOutcome:
-    """Run a :class:`ForgetJob`: unlearn, evaluate before / after / gold. Models come back on the CPU."""
+    """Run a :class:`ForgetJob`: unlearn, evaluate before / after / gold. Models come back on the CPU, and
+    ``outcome.environment`` says where the job ran (on ZeroGPU, the GPU worker, not the server process)."""
     device = torch.device(job.device) if job.device is not None else default_device()
-    gold_model, gold_outputs = job.gold if job.gold is not None else (None, None)
     aligned, split, outputs = job.aligned, job.split, job.outputs
     outcome = forget(  # the model (shared, on the CPU) is not moved: the method unlearns a copy on the device
         aligned,
@@ -866,12 +876,11 @@ def execute_job(
         job.method,
         seed=job.seed,
         device=device,
-        gold_model=gold_model,
-        gold_outputs=gold_outputs,
-        train_gold=job.train_gold and job.gold is None,
+        gold_outputs=job.gold_outputs,
+        train_gold=job.train_gold and job.gold_outputs is None,
         before=outputs.parts(aligned, split),
         collect=lambda model: outputs.collect(model, aligned, split, device=device),
-        embed=lambda model, keys: outputs.embeddings(model, keys, device=device),
+        embed=outputs.embeddings,
         progress=progress,
         should_stop=should_stop,
     )
@@ -879,6 +888,7 @@ def execute_job(
     outcome.result.model.cpu()
     if outcome.gold_model is not None:
         outcome.gold_model.cpu()
+    outcome.environment = environment()
     return outcome
 
 
@@ -931,7 +941,7 @@ def run_forget(
         method=method,
         seed=seed,
         device=str(device) if device is not None else None,
-        gold=cached,
+        gold_outputs=cached[1] if cached is not None else None,
         train_gold=with_gold,
     )
     if runner is None:
@@ -942,8 +952,12 @@ def run_forget(
         progress(0.0, "running")
         outcome = runner(job)
     session.check_open()  # closed while running: keep nothing
-    if with_gold and cached is None and outcome.gold_model is not None:
+    if cached is not None:
+        outcome.gold_model = cached[0]
+    elif with_gold and outcome.gold_model is not None:
         cache.put(key, outcome.gold_model, outcome.outputs["gold"])
+    if runner is not None and should_stop is not None and should_stop():  # Cancel pressed while it ran elsewhere
+        raise CancelledError("the run was cancelled")
     number = len(session.runs) + 1
     record = RunRecord(
         number=number,
@@ -1009,7 +1023,7 @@ def report_json(record: RunRecord, session: Session, split: Split) -> dict[str, 
             "sha256": sha256_file(session.workspace.model_path) if session.uses_bundled_model else None,
             "enrolled": session.enrolment.name if session.enrolment is not None else None,
         },
-        "environment": environment(),
+        "environment": record.outcome.environment or environment(),
         "total_seconds": record.seconds,
         "verdict": record.verdict,
         **record.outcome.to_json(),

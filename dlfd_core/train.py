@@ -322,7 +322,7 @@ def train_on_split(
     crops, labels = aligned_for(aligned, split, keys)
     torch.manual_seed(seed)
     pretrained = backbone != "resnet18"
-    model = create_model(backbone, split.num_classes, pretrained=pretrained)
+    model = create_model(backbone, split.num_classes, pretrained=pretrained).to(device)
     initial_features = embed(model, keys) if embed is not None else None
     return train_classifier(
         model,

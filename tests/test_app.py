@@ -81,7 +81,13 @@ def test_a_session_deletes_its_uploads_when_it_ends(tmp_path):
         path.write_bytes(b"x")
     for path in uploads:
         session.track_upload(path)
+    session.release_upload(uploads[0])  # enrolled: deleted at once, and no longer the session's to delete
+    assert not uploads[0].exists() and uploads[0] not in session.uploads
+    uploads[0].parent.mkdir()
+    uploads[0].write_bytes(b"x")  # the same file uploaded again, by another session
     session.close()
+    assert uploads[0].exists()
+    uploads = uploads[1:]
     assert kept.exists() and not any(p.exists() or p.parent.exists() for p in uploads)
     late = tmp_path / "cache" / "d" / "late.png"
     late.parent.mkdir()
@@ -91,8 +97,9 @@ def test_a_session_deletes_its_uploads_when_it_ends(tmp_path):
 
 
 def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
-    """With SPACES_ZERO_GPU set, app.py imports `spaces` first and runs jobs through `spaces.GPU(execute_job)`
-    (a stand-in `spaces` module records the decoration; the real one exists only on Hugging Face)."""
+    """With SPACES_ZERO_GPU set, app.py imports `spaces` first, runs jobs through `spaces.GPU(execute_job)` and keeps
+    its own work on the CPU although `spaces` reports CUDA (a stand-in `spaces` module records the decoration and
+    patches torch.cuda.is_available like the real one; that exists only on Hugging Face)."""
     import os
     import subprocess
     import sys
@@ -102,6 +109,8 @@ def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
         "torch_first = 'torch' in sys.modules\n"
         "calls = []\n"
         "def GPU(duration=60):\n"
+        "    import torch\n"
+        "    torch.cuda.is_available = lambda: True  # what spaces does in the server process\n"
         "    def wrap(fn):\n"
         "        calls.append((fn.__module__, fn.__name__, duration))\n"
         "        return fn\n"
@@ -111,6 +120,8 @@ def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
         "import app, spaces\n"
         "assert not spaces.torch_first, 'spaces must be imported before torch'\n"
         "assert app._runner() is not None\n"
+        "demo = app.build_demo()  # the workspace stays on the CPU (this torch has no CUDA: .to('cuda') would fail)\n"
+        "assert any('ZeroGPU GPU' in str(getattr(b, 'value', '')) for b in demo.blocks.values())\n"
         "print(spaces.calls)\n"
     )
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path.cwd()}"}

@@ -194,7 +194,7 @@ def test_gold_training_takes_its_head_initialisation_from_the_cached_prefix(work
     split = with_forget_identities(workspace.split, ["s7"])
     keys = split.retain_train_keys
     fresh = create_model("dlib_resnet", split.num_classes).eval()
-    cached = workspace.outputs.embeddings(fresh, keys, device="cpu")
+    cached = workspace.outputs.embeddings(fresh, keys)
     crops, labels = aligned_for(workspace.aligned, split, keys)
     inputs = crops_to_tensor(crops)
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_gold_training_takes_its_head_initialisation_from_the_cached_prefix(work
     changed = copy.deepcopy(fresh)
     with torch.no_grad():
         changed.backbone.conv32_down.conv.weight.mul_(1.5)
-    assert workspace.outputs.embeddings(changed, keys, device="cpu") is None
+    assert workspace.outputs.embeddings(changed, keys) is None
 
 
 def _in_another_process(job):
@@ -239,6 +239,26 @@ def test_a_run_executed_in_another_process_matches_one_run_here(workspace, tmp_p
     finally:
         there.close()
         here.close()
+
+
+def test_cancel_pressed_while_a_run_executes_elsewhere_keeps_nothing(session):
+    """With a runner (ZeroGPU) the run cannot be stopped midway; a Cancel pressed meanwhile discards its result."""
+
+    def runner(job):
+        outcome = studio.execute_job(job)
+        session.cancel.set()  # pressed while the job ran
+        return outcome
+
+    with pytest.raises(CancelledError):
+        studio.run_forget(
+            session,
+            ["s9"],
+            create_method("class_reset"),
+            with_gold=False,
+            runner=runner,
+            should_stop=session.cancel.is_set,
+        )
+    assert session.runs == [] and not any(session.folder.rglob("*.safetensors"))
 
 
 def test_a_closed_session_refuses_work_and_writes_nothing(workspace, tmp_path):
