@@ -30,7 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 # On a ZeroGPU Hugging Face Space (which sets SPACES_ZERO_GPU), `spaces` must be imported before torch, and each run
-# goes through its GPU decorator (see _runner); everywhere else the app does not need the package.
+# goes through its GPU decorator (see RUNNER); everywhere else the app does not need the package.
 ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 if ZERO_GPU:
     import spaces
@@ -65,16 +65,11 @@ SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdi
 RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
 RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
 
-# A run on ZeroGPU: the job is pickled into the GPU worker process, and the outcome back. Allow the slowest default
-# run (a method plus the gold model) with room; ZeroGPU charges the quota by actual use.
+# How a run executes: on a ZeroGPU Space through its decorator (the job is pickled into the GPU worker process, and
+# the outcome back; the duration allows the slowest default run, a method plus the gold model, with room, and
+# ZeroGPU charges the quota by actual use); everywhere else in this process, with progress and Cancel.
 ZERO_GPU_SECONDS = 120
-_GPU_EXECUTE = spaces.GPU(duration=ZERO_GPU_SECONDS)(studio.execute_job) if ZERO_GPU else None
-
-
-def _runner() -> studio.JobRunner | None:
-    """How a run executes: through ZeroGPU's decorator on a ZeroGPU Space, in this process (with progress and
-    Cancel) everywhere else."""
-    return _GPU_EXECUTE
+RUNNER: studio.JobRunner | None = spaces.GPU(duration=ZERO_GPU_SECONDS)(studio.execute_job) if ZERO_GPU else None
 
 
 # ------------------------------------------------------------------------------------------------- sessions
@@ -290,7 +285,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 with_gold=bool(with_gold),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
-                runner=_runner(),
+                runner=RUNNER,
             )
         except CancelledError:
             return (gr.skip(),) * 8 + ("Run cancelled; nothing changed.",)

@@ -214,21 +214,17 @@ class KeyedOutputs:
 
     def embeddings(self, model: nn.Module, keys: Sequence[str]) -> torch.Tensor | None:
         """``model``'s backbone embeddings of the photos ``keys`` from the cached prefix outputs (computed where the
-        model is), or ``None`` when its prefix differs (a :data:`~dlfd_core.train.Embedder` for the gold model)."""
+        model is, returned on the CPU), or ``None`` when its prefix differs (a :data:`~dlfd_core.train.Embedder` for
+        the gold model)."""
         if self.prefix is None or not self.prefix.matches(model):
             return None
-        device = next(model.parameters()).device
         at = {key: i for i, key in enumerate(self.keys)}
-        activations = self.prefix.activations[torch.as_tensor([at[k] for k in keys], dtype=torch.long)]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():  # not inference_mode: the result initialises trainable weights
-                return torch.cat(
-                    [model.backbone.suffix(activations[i : i + 100].to(device)) for i in range(0, len(keys), 100)]
-                )
-        finally:
-            model.train(was_training)
+        rows = [at[k] for k in keys]
+        device = next(model.parameters()).device
+        identities = [self.outputs.identities[i] for i in rows]
+        activations = self.prefix.activations[torch.as_tensor(rows)]
+        outputs = _suffix_outputs(model, activations, self.outputs.labels[rows], identities, device)
+        return torch.tensor(outputs.features)  # a copy: the outputs are read-only
 
 
 class GoldCache:

@@ -119,7 +119,7 @@ def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
     code = (
         "import app, spaces\n"
         "assert not spaces.torch_first, 'spaces must be imported before torch'\n"
-        "assert app._runner() is not None\n"
+        "assert app.RUNNER is not None\n"
         "demo = app.build_demo()  # the workspace stays on the CPU (this torch has no CUDA: .to('cuda') would fail)\n"
         "assert any('ZeroGPU GPU' in str(getattr(b, 'value', '')) for b in demo.blocks.values())\n"
         "print(spaces.calls)\n"
