@@ -18,7 +18,6 @@ import functools
 import logging
 import math
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -55,7 +54,7 @@ else:
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dlfd_core.errors import CancelledError, DLFDError  # noqa: E402
+from dlfd_core.errors import CancelledError, DLFDError, TooFewFacesError  # noqa: E402
 from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
 from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
 
@@ -64,6 +63,39 @@ log = logging.getLogger("dlfd_studio")
 SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdir()) / "dlfd-studio-sessions"))
 RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
 RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
+#: The runs table's column titles, in words (the report files keep the keys).
+RUN_HEADERS = {
+    "run": "Run",
+    "forgot": "Forgot",
+    "method": "Method",
+    "settings": "Settings changed",
+    "seed": "Seed",
+    "device": "Device",
+    **{name: label for name, label, _ in studio.CARD_METRICS},
+    "unlearn_seconds": "Unlearning (s)",
+    "total_seconds": "Whole run (s)",
+}
+#: The largest seed accepted (numpy's and torch's seeding both take it).
+MAX_SEED = 2**32 - 1
+#: Jobs (runs and enrolments of all sessions) that may wait for the device at once; more are refused with a message.
+MAX_QUEUE = int(os.environ.get("DLFD_MAX_QUEUE", "16"))
+#: The largest file a person may upload.
+MAX_FILE_SIZE = "25mb"
+CREDITS = (
+    "Faces: the ORL Database of Faces, © AT&T Laboratories Cambridge. Face descriptor: dlib's ResNet (Davis King, "
+    "CC0) as ported by face-api. DLFD: Choi & Na, arXiv 2409.14747."
+)
+#: Page styles: status lines keep their height (so progress and queue position show), galleries wrap to the width.
+CSS = """
+.dlfd-status { min-height: 3.2em; }
+.dlfd-status .progress-text, .dlfd-status .meta-text { font-size: 0.95em; }
+#identity-gallery .grid-container {
+    grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)) !important;
+    grid-auto-rows: auto !important;
+}
+#identity-gallery .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
+#identity-gallery .thumbnail-item { aspect-ratio: 1 / 1; min-width: 0; }
+"""
 
 # How a run executes: on a ZeroGPU Space through its decorator (the job is pickled into the GPU worker process, and
 # the outcome back; the duration allows the slowest default run, a method plus the gold model, with room, and
@@ -82,12 +114,29 @@ def _close(session: studio.Session | None) -> None:
         session.close()
 
 
-def _friendly(error: BaseException) -> gr.Error:
-    """A message for the page: ours verbatim, anything else without a traceback (logged here)."""
+def _friendly(error: BaseException, session: studio.Session | None = None) -> gr.Error:
+    """A message for the page: ours verbatim, anything else without a traceback (logged here). The session keeps
+    it, for the status line under its button."""
     if isinstance(error, DLFDError):
-        return gr.Error(str(error))
-    log.exception("unexpected error", exc_info=error)
-    return gr.Error(f"Something went wrong ({type(error).__name__}); it is in the server's log. Try again.")
+        message = str(error)
+    else:
+        log.exception("unexpected error", exc_info=error)
+        message = f"Something went wrong ({type(error).__name__}); it is in the server's log. Try again."
+    if session is not None:
+        session.last_error = message
+    return gr.Error(message)
+
+
+def _file_path(item: Any) -> str:
+    """The server path of a file Gradio handed to a handler (a path string, or an object with ``.name``/``path``)."""
+    if isinstance(item, str):
+        return item
+    path = getattr(item, "path", None) or getattr(item, "name", None)
+    if isinstance(item, dict):
+        path = item.get("path") or item.get("name")
+    if not isinstance(path, str):
+        raise DLFDError("An uploaded file came without a name; upload the photos again.")
+    return path
 
 
 def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, str], None]:
@@ -122,18 +171,34 @@ def _track(session: studio.Session | None, paths: list[str]) -> None:
 
 
 def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
-    """The photos to enrol, each one a file Gradio received as an upload or this session's example copy.
+    """The photos to enrol: files this session received as uploads, or its own example copies.
 
-    Anything else (a path under the served folders sent by a hand-made request) is refused: it is neither read nor
-    deleted.
+    A path named by a hand-made request is refused (neither read nor deleted) unless it is in Gradio's upload folder
+    and no other session received it, or in this session's example folder. More than
+    :data:`~dlfd_core.studio.MAX_UPLOAD_PHOTOS` are refused before any is read; this session's copies are deleted.
     """
-    allowed = (_upload_folder(), (session.folder / "example").resolve())
-    photos = []
-    for path in paths:
+    root, example = _upload_folder(), (session.folder / "example").resolve()
+    photos, refused = [], []
+    for path in dict.fromkeys(paths):  # the same file named twice is one photo
+        if not isinstance(path, str) or not path.strip():
+            raise DLFDError("An uploaded file came without a name; upload the photos again.")
         resolved = Path(path).resolve()
-        if not any(resolved.is_relative_to(root) for root in allowed):
-            raise DLFDError(f"'{Path(path).name}' is not an uploaded file; upload the photos again.")
-        photos.append(resolved)
+        if resolved.is_relative_to(example):
+            photos.append(resolved)
+        elif resolved.is_relative_to(root) and session.track_upload(resolved):
+            photos.append(resolved)
+        else:
+            refused.append(Path(path).name)
+    if refused:
+        raise DLFDError(f"'{refused[0]}' is not one of this page's uploads; upload the photos again.")
+    if len(photos) > studio.MAX_UPLOAD_PHOTOS:
+        for photo in photos:
+            if not photo.is_relative_to(example):
+                session.release_upload(photo)
+        raise DLFDError(
+            f"{len(photos)} photos chosen; at most {studio.MAX_UPLOAD_PHOTOS} are accepted. They were deleted from the "
+            "server; choose at most that many."
+        )
     return photos
 
 
@@ -179,9 +244,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     if workspace is None:
         workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace(device=HOST_DEVICE)
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
-    for stale in SESSIONS_ROOT.iterdir():  # sessions of an earlier run of the server (e.g. after a crash)
-        if stale.is_dir() and stale.name != "_bundled":
-            shutil.rmtree(stale, ignore_errors=True)
+    # session folders an earlier run of the server left (after a crash); nothing else in the folder is touched
+    studio.remove_stale_sessions(SESSIONS_ROOT)
     gr.set_static_paths([str(SESSIONS_ROOT)])
     names = method_names()
 
@@ -217,16 +281,14 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         if not photo:
             raise gr.Error("Take a photo with the webcam first.")
         _track(session, [photo])
-        pending = [*pending, photo]
+        pending = [*(pending or []), photo]
         return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
 
     def do_enrol(session, name, files, pending, progress=gr.Progress()):  # noqa: B008
+        photos: list[Path] = []
         try:
             _check_session(session)
-            photos = _uploads(session, [str(f) for f in (files or [])] + list(pending or []))
-        except Exception as error:
-            raise _friendly(error) from None
-        try:
+            photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(pending or []))
             enrolment = studio.enrol(
                 session,
                 name,
@@ -236,23 +298,29 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 should_stop=session.cancel.is_set,
             )
         except CancelledError:
-            return ("Enrolment cancelled; nothing changed.",) + (gr.skip(),) * 5 + (None, [])
+            return {enrol_status: "Enrolment cancelled; nothing changed."}
         except Exception as error:  # every failure reaches the page as a message
-            if isinstance(error, DLFDError) and "usable faces" in str(error):
-                error = DLFDError(f"{error} The photos were deleted from the server; choose them again.")
-            raise _friendly(error) from None
+            if isinstance(error, TooFewFacesError) and photos:
+                error = TooFewFacesError(f"{error} The photos were deleted from the server; choose them again.")
+            raise _friendly(error, session) from None
         finally:
             for photo in photos:  # the faces live on as aligned crops in the session only
                 session.release_upload(photo)
-        crops = _image_paths(session, enrolment.crops, [f"face {i + 1}" for i in range(len(enrolment.crops))], "enrol")
-        held = _image_paths(
-            session, [p.crop for p in enrolment.predictions], [p.caption for p in enrolment.predictions], "heldout"
-        )
+        face = _image_paths(session, enrolment.crops[:1], [enrolment.name], "enrolled")[0]
         failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
-        failures = f"**Photos without a usable face ({len(enrolment.failures)})**\n{failures}" if failures else ""
-        who = gr.update(choices=list(session.identities), value=[enrolment.name])
-        people_items = gallery_items((crops[0][0], enrolment.name))
-        return enrolment.summary, crops, failures, held, who, people_items, None, []
+        if failures:
+            count = len(enrolment.failures)
+            failures = f"**{count} {'photo' if count == 1 else 'photos'} without a usable face**\n{failures}"
+        return {
+            enrol_status: enrolment.summary,
+            enrol_crops: studio.faces_html(enrolment.crops, enrolment.captions),
+            enrol_failures: failures,
+            enrol_held: studio.predictions_html(enrolment.predictions),
+            forget_who: gr.update(choices=list(session.identities), value=[enrolment.name]),
+            people: gallery_items((face[0], enrolment.name)),
+            enrol_files: None,
+            pending: [],
+        }
 
     def use_example(session):
         paths = [str(p) for p in studio.example_photos(session)]
@@ -260,20 +328,52 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
 
     def check_photos(session, files, pending):
         """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
-        _track(session, [str(f) for f in (files or [])])
-        return f"{len(files or []) + len(pending or [])} photo(s) chosen." if files or pending else ""
+        _track(session, [_file_path(f) for f in (files or [])])
+        count = len(files or []) + len(pending or [])
+        return f"{count} {'photo' if count == 1 else 'photos'} chosen." if count else ""
 
     def method_help(name: str) -> str:
         cls = method_class(name)
         doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        return f"**{cls.title}** — {cls.paper}. {doc}"
+        return f"**{cls.title}** — {doc}"
+
+    result_outputs: list[gr.components.Component] = []  # filled below, once the components exist
+
+    def start_job(what: str):
+        def handler(session: studio.Session | None):
+            try:
+                _check_session(session)
+                session.reserve(what)
+            except Exception as error:
+                raise _friendly(error, session) from None
+            cleared = dict.fromkeys(result_outputs, None) if what == "a run" else {}
+            return {
+                **cleared,
+                (run_status if what == "a run" else enrol_status): "Waiting for the device…",
+                (run_button if what == "a run" else enrol_button): gr.update(interactive=False),
+            }
+
+        return handler
+
+    def finish_job(what: str):
+        def handler(session: studio.Session | None):
+            if session is not None and session.job == what:
+                session.release()  # the job never ran (refused, or the queue was full)
+            return gr.update(interactive=True)
+
+        return handler
+
+    def failed(what: str):
+        def handler(session: studio.Session | None):
+            message = session.last_error if session is not None and session.last_error else "see the message above"
+            return f"**{what.capitalize()} failed:** {message}"
+
+        return handler
 
     def do_run(method_name, session, chosen, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
         fields = method_class(method_name).fields_info()
         try:
             _check_session(session)
-            if seed is None or seed < 0 or seed != int(seed):
-                raise DLFDError("The seed must be a whole number, 0 or more.")
             settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
             log.info("run %s with %s", method_name, settings)
             method = create_method(method_name, **settings)
@@ -281,43 +381,35 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 session,
                 chosen or [],
                 method,
-                seed=int(seed),
-                with_gold=bool(with_gold),
+                seed=_seed(seed),
+                with_gold=_flag(with_gold, "with_gold"),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
                 runner=RUNNER,
             )
         except CancelledError:
-            return (gr.skip(),) * 8 + ("Run cancelled; nothing changed.",)
+            return {run_status: "Run cancelled; nothing changed."}
         except Exception as error:
-            raise _friendly(error) from None
+            raise _friendly(error, session) from None
         log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
         outputs = record.outcome.outputs
-        predictions = _image_paths(
-            session,
-            [p.crop for p in record.predictions],
-            [p.caption for p in record.predictions],
-            f"run{record.number:02d}",
-        )
         rows = session.runs_table()
-        table = [[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]
-        files = [str(path) for path in record.files.values()]
-        return (
-            record.verdict,
-            studio.cards_html(record),
-            predictions,
-            embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
-            attack_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
-            table,
-            runs_figure([{**row, "run": row["run"]} for row in rows]),
-            files,
-            f"Run {record.label} finished in {record.seconds:.1f} s.",
-        )
+        return {
+            verdict: record.verdict,
+            cards: studio.cards_html(record),
+            predictions: studio.predictions_html(record.predictions),
+            plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            plot_attack: attack_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
+            plot_runs: runs_figure(rows),
+            downloads: [str(path) for path in record.files.values()],
+            run_status: f"Run {record.label} finished in {record.seconds:.1f} s.",
+        }
 
     def cancel(session: studio.Session | None):
-        if session is not None:
-            session.cancel.set()
-        return "Cancelling…"
+        if session is not None and session.request_cancel():
+            return "Cancelling…"
+        return "Nothing is running to cancel."
 
     with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
         session_state = gr.State(None, delete_callback=_close)
@@ -328,17 +420,16 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         # Results first (unrendered), so the settings form's run event can name them; placed below.
         verdict = gr.Markdown(elem_id="verdict", render=False)
         cards = gr.HTML(elem_id="cards", render=False)
-        predictions = gr.Gallery(
-            label="Predictions before → after (→ gold)",
-            columns=6,
-            height=300,
-            elem_id="predictions",
-            interactive=False,
-            render=False,
-        )
+        predictions = gr.HTML(label="Predictions before → after (→ gold)", elem_id="predictions", render=False)
         plot_embedding = gr.Plot(label="Feature distributions", elem_id="plot-embedding", render=False)
         plot_attack = gr.Plot(label="Membership attack", elem_id="plot-attack", render=False)
-        runs_table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="runs-table", wrap=True, render=False)
+        runs_table = gr.Dataframe(
+            headers=[RUN_HEADERS.get(c, c) for c in RUN_COLUMNS],
+            interactive=False,
+            elem_id="runs-table",
+            wrap=True,
+            render=False,
+        )
         plot_runs = gr.Plot(label="Compare runs", elem_id="plot-runs", render=False)
         downloads = gr.File(
             label="Downloads: report (JSON, Markdown) and the unlearned model (safetensors)",
@@ -347,6 +438,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             elem_id="downloads",
             render=False,
         )
+        result_outputs.extend([verdict, cards, predictions, plot_embedding, plot_attack, downloads])
 
         with gr.Row():
             with gr.Column(scale=3):
@@ -355,7 +447,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                     value=gallery_items(),
                     label="People the model knows",
                     columns=10,
-                    height=330,
+                    height="auto",
                     allow_preview=False,
                     elem_id="identity-gallery",
                 )
@@ -366,11 +458,17 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                     label="People to forget",
                     elem_id="forget-who",
                 )
-                with gr.Accordion("Or upload your own face set (5–40 photos of one person)", open=False):
+                with gr.Accordion(
+                    f"Or upload your own face set ({studio.MIN_ENROL_FACES}–{studio.MAX_UPLOAD_PHOTOS} photos of "
+                    "one person)",
+                    open=False,
+                ):
                     gr.Markdown(
                         "Your photos are used only in this browser session: faces are cut out, the photos deleted "
                         "at once, and everything else when you close the page. The model is retrained with you as "
-                        "a new person, so that you can then be forgotten like anyone else."
+                        "a new person, so that you can then be forgotten like anyone else. Copies of one photo are "
+                        "used once, and faces that look like someone else are pointed out. With fewer than "
+                        f"{studio.MIN_ATTACK_PHOTOS + 3} faces the membership attack has too few photos to judge."
                     )
                     enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
                     example_button = gr.Button(
@@ -392,18 +490,12 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
                     photo_count = gr.Markdown(elem_id="enrol-count")
                     enrol_button = gr.Button("Enrol this person", variant="primary", elem_id="enrol-button")
-                    enrol_status = gr.Markdown(elem_id="enrol-status")
+                    enrol_status = gr.Markdown(elem_id="enrol-status", elem_classes=["dlfd-status"])
                     enrol_failures = gr.Markdown(elem_id="enrol-failures")
-                    enrol_crops = gr.Gallery(
-                        label="Faces found", columns=8, height=200, elem_id="enrol-crops", interactive=False
-                    )
-                    enrol_held = gr.Gallery(
-                        label="Recognition of the held-out photos",
-                        columns=4,
-                        height=220,
-                        elem_id="enrol-heldout",
-                        interactive=False,
-                    )
+                    gr.Markdown("**Faces found**")
+                    enrol_crops = gr.HTML(elem_id="enrol-crops")
+                    gr.Markdown("**Recognition of the held-out photos**")
+                    enrol_held = gr.HTML(elem_id="enrol-heldout")
             with gr.Column(scale=2):
                 gr.Markdown("### 2. Method and settings")
                 method = gr.Dropdown(
@@ -414,7 +506,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 )
                 method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="seed", interactive=True)
+                    seed = gr.Number(
+                        0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
+                    )
                     with_gold = gr.Checkbox(
                         True,
                         label="Also train the gold model (retrained without them)",
@@ -424,36 +518,35 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 with gr.Row():
                     run_button = gr.Button("Forget", variant="primary", elem_id="run")
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                run_status = gr.Markdown(elem_id="run-status")
+                run_status = gr.Markdown(elem_id="run-status", elem_classes=["dlfd-status"])
 
                 @gr.render(inputs=method)
                 def settings_form(name: str):
-                    with gr.Accordion(f"Settings of {name} (paper defaults)", open=False, elem_id="settings"):
+                    with gr.Accordion(f"Settings of {name}", open=False, elem_id="settings"):
                         values = [_field_component(f) for f in method_class(name).fields_info()]
-                    # the run's method is the one this form was built for; the flag is reset at the click, so a
-                    # Cancel pressed while the run waits in the queue still counts
-                    run_button.click(_arm, inputs=session_state, queue=False).then(
+                    # the run's method is the one this form was built for; the session is booked at the click, so a
+                    # Cancel pressed while the run waits in the queue still counts, and a second click is refused
+                    booked = run_button.click(
+                        start_job("a run"),
+                        inputs=session_state,
+                        outputs=[*result_outputs, run_status, run_button],
+                        queue=False,
+                    )
+                    run = booked.success(
                         functools.partial(do_run, name),
                         inputs=[session_state, forget_who, seed, with_gold, *values],
-                        outputs=[
-                            verdict,
-                            cards,
-                            predictions,
-                            plot_embedding,
-                            plot_attack,
-                            runs_table,
-                            plot_runs,
-                            downloads,
-                            run_status,
-                        ],
+                        outputs=[*result_outputs, runs_table, plot_runs, run_status],
                         concurrency_id="device",
                         concurrency_limit=1,
                         show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
                     )
+                    run.failure(failed("the run"), inputs=session_state, outputs=run_status, queue=False)
+                    run.then(finish_job("a run"), inputs=session_state, outputs=run_button, queue=False)
 
         gr.Markdown("### 3. Results")
         verdict.render()
         cards.render()
+        gr.Markdown("**Predictions before → after (→ gold)**")
         predictions.render()
         plot_embedding.render()
         plot_attack.render()
@@ -461,6 +554,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         runs_table.render()
         plot_runs.render()
         downloads.render()
+        gr.Markdown(CREDITS, elem_id="credits")
 
         demo.load(start, outputs=session_state)
         demo.unload(end)
@@ -470,7 +564,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])
         example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
         enrol_files.change(check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count)
-        enrol_button.click(_arm, inputs=session_state, queue=False).then(
+        booked = enrol_button.click(
+            start_job("an enrolment"), inputs=session_state, outputs=[enrol_status, enrol_button], queue=False
+        )
+        enrolling = booked.success(
             do_enrol,
             inputs=[session_state, enrol_name, enrol_files, pending],
             outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
@@ -478,6 +575,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             concurrency_limit=1,
             show_progress_on=[enrol_status],
         )
+        enrolling.failure(failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False)
+        enrolling.then(finish_job("an enrolment"), inputs=session_state, outputs=enrol_button, queue=False)
         cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False)
     return demo
 
@@ -486,12 +585,6 @@ def _check_session(session: studio.Session | None) -> None:
     if session is None:
         raise DLFDError("The page is still starting (or its session expired); wait a moment or reload the page.")
     session.check_open()
-
-
-def _arm(session: studio.Session | None) -> None:
-    """At a click: forget any earlier Cancel, so that only a Cancel pressed from now on stops the new job."""
-    if session is not None:
-        session.cancel.clear()
 
 
 def _field_component(info: dict[str, Any]) -> gr.components.Component:
@@ -512,24 +605,67 @@ def _field_component(info: dict[str, Any]) -> gr.components.Component:
     return gr.Textbox(value=str(default), **common)
 
 
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A checkbox value: a real bool, or a string that clearly says one (``"false"`` is False)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise DLFDError(f"'{name}' must be true or false, got {str(value)[:40]!r}.")
+
+
+def _number(value: Any, name: str) -> float:
+    """A finite number from a form or a hand-made request (numbers or numeric text); anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DLFDError(f"'{name}' must be a number, got {str(value)[:40]!r}.")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise DLFDError(f"'{name}' must be a number, got {str(value)[:40]!r}.") from None
+    if not math.isfinite(number):
+        raise DLFDError(f"'{name}' must be a finite number, got {str(value)[:40]!r}.")
+    return number
+
+
+def _whole(value: Any, name: str) -> int:
+    """A whole number; 2.5 is refused, never rounded."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _number(value, name)
+    if number != math.floor(number):
+        raise DLFDError(f"'{name}' must be a whole number, got {str(value)[:40]!r}.")
+    return int(number)
+
+
+def _seed(value: Any) -> int:
+    """The run's seed: a whole number from 0 to :data:`MAX_SEED`."""
+    if value is None or value == "":
+        raise DLFDError(f"The seed is empty; give a whole number from 0 to {MAX_SEED}.")
+    seed = _whole(value, "seed")
+    if not 0 <= seed <= MAX_SEED:
+        raise DLFDError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {str(value)[:40]}.")
+    return seed
+
+
 def _typed(info: dict[str, Any], value: Any) -> Any:
     """A form value as the setting's type (the method's own checks give the range errors)."""
+    name = info["name"]
     if value is None or value == "":
-        raise DLFDError(f"Setting '{info['name']}' is empty; its default is {info['default']}.")
+        raise DLFDError(f"Setting '{name}' is empty; its default is {info['default']}.")
     kind = info["type"]
-    try:
-        if kind == "int":
-            if float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            return bool(value)
-    except (TypeError, ValueError):
-        raise DLFDError(
-            f"Setting '{info['name']}' must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}."
-        ) from None
+    if kind == "int":
+        return _whole(value, name)
+    if kind == "float":
+        return _number(value, name)
+    if kind == "bool":
+        return _flag(value, name)
+    if info.get("choices") and value not in info["choices"]:
+        raise DLFDError(f"Setting '{name}' must be one of {', '.join(map(str, info['choices']))}; got {value!r}.")
     return str(value)
 
 
@@ -543,7 +679,9 @@ if __name__ == "__main__":
     # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
     # instead of landing on the first click
     threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
-    build_demo().queue(default_concurrency_limit=1).launch(
+    build_demo().queue(default_concurrency_limit=1, max_size=MAX_QUEUE).launch(
         server_name=os.environ.get("DLFD_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
         server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
+        css=CSS,
+        max_file_size=MAX_FILE_SIZE,
     )

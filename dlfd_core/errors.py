@@ -42,3 +42,11 @@ class UnknownNameError(DLFDError, ValueError):
 
 class CancelledError(DLFDError):
     """A long-running job was cancelled through its cancellation token."""
+
+
+class TooFewFacesError(DataError):
+    """A face set has fewer usable, different faces than enrolment needs."""
+
+
+class BusyError(DLFDError):
+    """A session already has a job waiting or running; it runs one at a time."""

@@ -16,6 +16,12 @@ plain Python and can be driven from a notebook or a test:
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
+import functools
+import html
+import io
 import json
 import logging
 import math
@@ -24,9 +30,10 @@ import shutil
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +45,13 @@ from torch import nn
 from .data import AlignedFaces, FaceDataset, Split, align_dataset, load_orl, load_split, with_forget_identities
 from .data.transforms import crops_to_tensor
 from .env import environment, warm_up
-from .errors import CancelledError, DataError, DLFDError
+from .errors import BusyError, CancelledError, DataError, DLFDError, TooFewFacesError
 from .evaluate.evaluate import collect_parts, part_keys, split_parts
 from .evaluate.metrics import softmax
 from .evaluate.outputs import SplitOutputs, collect_outputs
 from .evaluate.report import format_table
 from .experiment import ForgetOutcome, forget
+from .faces.faceset import FaceSetCheck, check_face_set, content_digest
 from .models import load_model, save_model
 from .paths import ASSETS_DIR, atomic_write, sha256_file
 from .progress import ProgressFn, no_progress, scaled
@@ -75,9 +83,14 @@ DEFAULT_MODEL = ASSETS_DIR / "models" / "orl_dlib_resnet_original.safetensors"
 MIN_ENROL_FACES = 5
 MAX_UPLOAD_PHOTOS = 40
 GOLD_CACHE_SIZE = 4
+#: The fewest training photos of the forgotten people with which the (balanced, 10-fold) membership attack is defined.
+MIN_ATTACK_PHOTOS = 6
+#: Runs of a session whose unlearned model and raw outputs stay in memory (older runs keep reports and files only).
+KEEP_FULL_RUNS = 1
 #: An ORL person the default model never trained on, whose photos serve as an example "upload".
 EXAMPLE_IDENTITY = "s35"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+#: A person's name: 1-40 letters (any script), digits, spaces, dots, apostrophes, dashes or underscores.
+NAME_PATTERN = re.compile(r"^[^\W_][\w .'-]{0,39}$")
 
 #: The metrics on the result cards: (metric, label, how to read it).
 CARD_METRICS: tuple[tuple[str, str, str], ...] = (
@@ -284,6 +297,7 @@ class Workspace:
     outputs: KeyedOutputs
     load_seconds: float
     gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE * 2), compare=False)
+    upload_owners: UploadOwners = field(default_factory=lambda: UploadOwners(), compare=False)
 
     @property
     def description(self) -> str:
@@ -374,8 +388,11 @@ class Enrolment:
 
     Attributes:
         name: the new identity's name.
-        crops: the aligned faces found, in upload order.
+        crops: the aligned faces used, in upload order (one of each group of copies).
+        captions: one per crop: its number, the photo it came from, and what to check about it.
         failures: (file name, reason) for each photo without a usable face.
+        notes: what was merged (copies of another photo in the set).
+        warnings: what may be wrong with the set (faces of another person, photos with several faces).
         train, holdout, test: how many of the faces the model trains on / keeps aside / tests on.
         predictions: the model's answer on the held-out test photos.
         recognised: the fraction of held-out photos recognised as the person.
@@ -385,7 +402,10 @@ class Enrolment:
 
     name: str
     crops: list[np.ndarray]
+    captions: list[str]
     failures: list[tuple[str, str]]
+    notes: list[str]
+    warnings: list[str]
     train: int
     holdout: int
     test: int
@@ -396,13 +416,18 @@ class Enrolment:
 
     @property
     def summary(self) -> str:
-        return (
-            f"Enrolled **{self.name}**: {len(self.crops)} faces found ({self.train} to train on, {self.holdout} kept "
+        faces = f"{len(self.crops)} {'face' if len(self.crops) == 1 else 'faces'}"
+        text = (
+            f"Enrolled **{self.name}**: {faces} used ({self.train} to train on, {self.holdout} kept "
             f"aside, {self.test} to test). The model now recognises **{round(self.recognised * self.test)} of "
-            f"their {self.test} held-out photos**, and {self.retain_test_acc:.1%} of everyone else's. Took "
-            f"{self.seconds:.1f} s. You can now "
-            "choose them in the list of people to forget."
+            f"their {self.test} held-out {'photo' if self.test == 1 else 'photos'}**, and {self.retain_test_acc:.1%} "
+            f"of everyone else's. Took {self.seconds:.1f} s. You can now choose them in the list of people to forget."
         )
+        if self.notes:
+            text += "\n\n**Copies merged:** " + "; ".join(self.notes) + "."
+        if self.warnings:
+            text += "\n\n" + "\n".join(f"- ⚠ {w}." for w in self.warnings)
+        return text
 
 
 @dataclass
@@ -430,6 +455,22 @@ class RunRecord:
     @property
     def label(self) -> str:
         return f"#{self.number} {self.outcome.result.method}"
+
+    @property
+    def compacted(self) -> bool:
+        """Whether the in-memory models and raw outputs were dropped (see :meth:`compact`)."""
+        return self.outcome.result.model is None
+
+    def compact(self) -> None:
+        """Drop the unlearned model and the raw per-photo outputs from memory.
+
+        What the page still shows of an older run stays: its row of the runs table (from the reports), its verdict,
+        and its downloads (the report and the model, on disk in the session's folder).
+        """
+        outcome = self.outcome
+        self.outcome = dataclasses.replace(
+            outcome, outputs={}, gold_model=None, result=dataclasses.replace(outcome.result, model=None)
+        )
 
     def row(self) -> dict[str, Any]:
         """The run as one row of the session's table."""
@@ -486,7 +527,10 @@ class Session:
     gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE))
     cancel: threading.Event = field(default_factory=threading.Event)
     uploads: set[Path] = field(default_factory=set)
+    job: str | None = None
+    last_error: str | None = None
     _uploads_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _running: bool = field(default=False, repr=False)
 
     @classmethod
     def start(cls, workspace: Workspace, root: str | Path | None = None) -> Session:
@@ -495,6 +539,7 @@ class Session:
         base.mkdir(parents=True, exist_ok=True)
         folder = base / uuid.uuid4().hex
         folder.mkdir(mode=0o700)
+        (folder / SESSION_MARKER).touch()  # what start-up clean-up (remove_stale_sessions) recognises as ours
         return cls(
             workspace=workspace,
             folder=folder,
@@ -515,19 +560,95 @@ class Session:
 
     closed: bool = False
 
-    def track_upload(self, path: str | Path) -> None:
-        """Remember an uploaded file (outside the session folder) so that :meth:`close` deletes it."""
+    def reserve(self, what: str) -> None:
+        """Book the session for one job (at the click, before it waits in a queue); Cancel now applies to it.
+
+        Args:
+            what: what the job is, for messages ("a run", "an enrolment").
+
+        Raises:
+            BusyError: a job is already booked or running (a double click, or Forget pressed during an enrolment).
+        """
+        with self._uploads_lock:
+            self.check_open()
+            if self.job is not None:
+                raise BusyError(
+                    f"{self.job[0].upper()}{self.job[1:]} is already waiting or running in this page; wait for it to "
+                    "finish (or press Cancel), then try again."
+                )
+            self.job = what
+            self.cancel.clear()
+
+    def release(self) -> None:
+        """End the booked job (done, failed or refused); a Cancel pressed later has nothing to stop."""
+        with self._uploads_lock:
+            self.job = None
+            self._running = False
+            self.cancel.clear()
+
+    def request_cancel(self) -> bool:
+        """Ask the booked job to stop; False (and nothing armed) when no job is booked."""
+        with self._uploads_lock:
+            if self.job is None:
+                return False
+            self.cancel.set()
+            return True
+
+    @contextlib.contextmanager
+    def running(self, what: str) -> Iterator[None]:
+        """Run one job in this session: the one booked with :meth:`reserve`, or a new one (booked here).
+
+        A session runs one job at a time; the booking ends with the job, however it ends.
+
+        Raises:
+            BusyError: another job is running or booked.
+        """
+        with self._uploads_lock:
+            self.check_open()
+            if self._running or (self.job is not None and self.job != what):
+                raise BusyError(
+                    f"{(self.job or 'another job').capitalize()} is already running in this page; wait for it to "
+                    "finish, then try again."
+                )
+            if self.job is None:
+                self.cancel.clear()
+            self.job, self._running = what, True
+        try:
+            yield
+        finally:
+            self.release()
+
+    def track_upload(self, path: str | Path) -> bool:
+        """Take an uploaded file (outside the session folder) as this session's, so that :meth:`close` deletes it.
+
+        Returns:
+            False, and nothing is tracked, when another session received that file (it is neither read nor deleted
+            here).
+        """
+        path = Path(path)
+        if not self.workspace.upload_owners.claim(path, self):
+            return False
         with self._uploads_lock:
             if not self.closed:
-                self.uploads.add(Path(path))
-                return
-        delete_upload(Path(path))  # the session ended meanwhile
+                self.uploads.add(path)
+                return True
+        self.release_upload(path)  # the session ended meanwhile
+        return True
+
+    def owns_upload(self, path: str | Path) -> bool:
+        """Whether this session received ``path`` (see :meth:`track_upload`)."""
+        with self._uploads_lock:
+            return Path(path) in self.uploads
 
     def release_upload(self, path: str | Path) -> None:
-        """Delete an uploaded file now and forget it (so that a later, identical upload is not deleted at close)."""
+        """Delete one of this session's uploads now and forget it (a later, identical upload is then not deleted at
+        close); a file another session received is left alone."""
+        path = Path(path)
         with self._uploads_lock:
-            self.uploads.discard(Path(path))
-        delete_upload(Path(path))
+            self.uploads.discard(path)
+        if self.workspace.upload_owners.claim(path, self):  # ours, or nobody's: ours to delete
+            delete_upload(path)
+            self.workspace.upload_owners.release(path, self)
 
     def close(self) -> None:
         """End the session: stop its job, delete its folder and uploads, drop its models and uploads' faces.
@@ -541,6 +662,7 @@ class Session:
         shutil.rmtree(self.folder, ignore_errors=True)
         for path in uploads:
             delete_upload(path)
+            self.workspace.upload_owners.release(path, self)
         self.gold_cache.clear()
         self.runs.clear()
         self.enrolment = None
@@ -561,6 +683,62 @@ class Session:
         return [run.row() for run in self.runs]
 
 
+#: The file that marks a folder as a session folder made by :meth:`Session.start`.
+SESSION_MARKER = ".dlfd-session"
+
+
+def remove_stale_sessions(root: str | Path) -> list[Path]:
+    """Delete the session folders an earlier run of the server left under ``root`` (after a crash, say).
+
+    Only folders that :meth:`Session.start` made are deleted: a direct sub-folder with a 32-hex-digit name holding
+    the :data:`SESSION_MARKER` file. Anything else under ``root`` is left as it is.
+
+    Returns:
+        The folders deleted.
+    """
+    removed = []
+    base = Path(root)
+    if not base.is_dir():
+        return removed
+    for folder in base.iterdir():
+        if (
+            re.fullmatch(r"[0-9a-f]{32}", folder.name)
+            and folder.is_dir()
+            and not folder.is_symlink()
+            and (folder / SESSION_MARKER).is_file()
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+class UploadOwners:
+    """Which session received which uploaded file, so that a session reads or deletes only its own uploads.
+
+    A web framework puts every upload in one shared folder; a hand-made request can name any path in it. A file is
+    claimed by the first session that receives it and stays its own until released or deleted.
+    """
+
+    def __init__(self) -> None:
+        self._owner: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, path: Path, owner: object) -> bool:
+        """Claim ``path`` for ``owner``; False when another owner holds it."""
+        with self._lock:
+            holder = self._owner.setdefault(path, id(owner))
+            return holder == id(owner)
+
+    def release(self, path: Path, owner: object) -> None:
+        """Give up ``owner``'s claim on ``path`` (nothing happens when another owner holds it)."""
+        with self._lock:
+            if self._owner.get(path) == id(owner):
+                del self._owner[path]
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+
 def delete_upload(path: Path) -> None:
     """Delete an uploaded file, and its folder when that is left empty (web frameworks keep one folder per upload)."""
     try:
@@ -572,10 +750,10 @@ def delete_upload(path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------- enrolment
 def _check_name(name: str, split: Split) -> str:
-    name = (name or "").strip()
-    if not NAME_PATTERN.match(name):
+    name = unicodedata.normalize("NFC", name if isinstance(name, str) else "").strip()
+    if not NAME_PATTERN.fullmatch(name):
         raise DataError(
-            "Give the person a name of 1–40 letters, digits, spaces, dots, dashes or underscores, "
+            "Give the person a name of 1–40 letters, digits, spaces, dots, apostrophes, dashes or underscores, "
             "starting with a letter or digit."
         )
     if name in split.known or name in split.unseen:
@@ -587,6 +765,49 @@ def _photo_name(photo: Any, index: int) -> str:
     if isinstance(photo, (str, Path)):
         return Path(photo).name
     return f"photo {index + 1}"
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_embedder() -> nn.Module:
+    """The pretrained dlib ResNet, whose descriptor distances :mod:`~dlfd_core.faces.faceset` is calibrated on."""
+    from .models import create_backbone
+
+    return create_backbone("dlib_resnet").eval()
+
+
+def _digest(photo: Any) -> str | None:
+    """The content digest of an uploaded photo (a file's bytes, an array's pixels), or None for anything else."""
+    try:
+        if isinstance(photo, (str, Path)):
+            return content_digest(Path(photo).read_bytes())
+        if isinstance(photo, np.ndarray):
+            return content_digest(photo)
+    except OSError:
+        return None
+    return None
+
+
+def _check_faces(photos: Sequence[Any], found: Sequence[tuple[int, Any]]) -> FaceSetCheck:
+    """Copies and faces of another person among the aligned faces ``found`` ((photo index, aligned face) pairs)."""
+    if not found:
+        return FaceSetCheck(keep=())
+    model = _reference_embedder()
+    crops = np.stack([face.crop for _, face in found])
+    with torch.inference_mode():
+        embeddings = torch.cat(
+            [model(crops_to_tensor(crops[i : i + 32], model.input_size)) for i in range(0, len(crops), 32)]
+        )
+    return check_face_set(embeddings.numpy(), digests=[_digest(photos[i]) for i, _ in found])
+
+
+def _too_few_message(usable: int, total: int, failures: Sequence[tuple[str, str]], copies: int) -> str:
+    faces = f"{usable} usable {'face' if usable == 1 else 'faces'}"
+    text = f"Only {faces} among {total} {'photo' if total == 1 else 'photos'}; at least {MIN_ENROL_FACES} are needed."
+    if copies:
+        text += f" {copies} {'photo was a copy' if copies == 1 else 'photos were copies'} of another in the set."
+    if failures:
+        text += " Photos without a usable face: " + "; ".join(f"{n}: {why}" for n, why in failures)
+    return text
 
 
 def enrol(
@@ -622,6 +843,32 @@ def enrol(
         DataError: bad name, too few or too many photos, or fewer than 5 usable faces (the message lists why
             each photo failed).
     """
+    with session.running("an enrolment"):
+        return _enrol(
+            session,
+            name,
+            photos,
+            seed=seed,
+            aligner=aligner,
+            exclude_unseen=exclude_unseen,
+            device=device,
+            progress=progress,
+            should_stop=should_stop,
+        )
+
+
+def _enrol(
+    session: Session,
+    name: str,
+    photos: Sequence[Any],
+    *,
+    seed: int = 0,
+    aligner: Any = None,
+    exclude_unseen: Sequence[str] = (),
+    device: str | torch.device | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> Enrolment:
     from .faces import FaceAligner
     from .train import train_on_split
 
@@ -638,21 +885,47 @@ def enrol(
     if len(photos) > MAX_UPLOAD_PHOTOS:
         raise DataError(f"{len(photos)} photos uploaded; at most {MAX_UPLOAD_PHOTOS} are accepted.")
     aligner = aligner or FaceAligner()
-    results = aligner.align_batch(list(photos), progress=scaled(progress, 0.0, 0.3))
-    crops, failures = [], []
+    results = aligner.align_batch(list(photos), progress=scaled(progress, 0.0, 0.25))
+    found, failures = [], []  # found: (photo index, aligned face)
     for index, (photo, result) in enumerate(zip(photos, results, strict=True)):
         if isinstance(result, DLFDError):
             # name the file as the person knows it, never by the server's path to it
             shown = _photo_name(photo, index)
             failures.append((shown, str(result).replace(str(photo), shown)))
         else:
-            crops.append(result.crop)
-    if len(crops) < MIN_ENROL_FACES:
-        reasons = "; ".join(f"{n}: {why}" for n, why in failures) or "none failed"
-        raise DataError(
-            f"Only {len(crops)} usable faces among {len(photos)} photos; at least {MIN_ENROL_FACES} are needed. "
-            f"Photos without a usable face: {reasons}"
+            found.append((index, result))
+    progress(0.25, "checking the faces for copies and other people")
+    check = _check_faces(photos, found)
+    notes = [
+        f"{_photo_name(photos[found[dropped][0]], found[dropped][0])} is "
+        + ("the same file as " if distance == 0.0 else "a near-identical copy of ")
+        + f"{_photo_name(photos[found[kept][0]], found[kept][0])}: used once"
+        for kept, dropped, distance in check.copies
+    ]
+    usable = [found[i] for i in check.keep]
+    if len(usable) < MIN_ENROL_FACES:
+        raise TooFewFacesError(_too_few_message(len(usable), len(photos), failures, len(check.copies)))
+    sources = [_photo_name(photos[i], i) for i, _ in usable]
+    several = [(sources[k], face.num_faces) for k, (_, face) in enumerate(usable) if face.num_faces > 1]
+    warnings = [
+        f"{source} shows {count} faces: the largest clear one was used (check its crop below)"
+        for source, count in several
+    ]
+    others = [sources[check.keep.index(i)] for i, _ in check.other_person]
+    if others:
+        warnings.insert(
+            0,
+            f"{len(others)} of {len(usable)} faces look like a different person from the rest of the set "
+            f"({', '.join(others)}): enrol photos of one person only, or the model learns a mixture",
         )
+    flagged = set(others)
+    crops = [face.crop for _, face in usable]
+    captions = [
+        f"face {k + 1} · {source}"
+        + (f" · 1 of {face.num_faces} faces" if face.num_faces > 1 else "")
+        + (" · another person?" if source in flagged else "")
+        for k, (source, (_, face)) in enumerate(zip(sources, usable, strict=True))
+    ]
     n = len(crops)
     n_test = max(1, round(0.25 * n))
     n_holdout = 1
@@ -704,7 +977,10 @@ def enrol(
     enrolment = Enrolment(
         name=name,
         crops=list(new_crops),
+        captions=captions,
         failures=failures,
+        notes=notes,
+        warnings=warnings,
         train=len(train_keys),
         holdout=n_holdout,
         test=n_test,
@@ -770,15 +1046,35 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str]) -> str:
     else:
         target_acc, target_attack = 0.0, 0.5
         reference = " (no gold model computed: judged against 0% and chance, 50%)"
-    forgotten = recognised <= target_acc + 0.05 and abs(attack - 0.5) <= abs(target_attack - 0.5) + 0.1
     kept_before, kept_after = before.get("retain_test_acc", math.nan), after.get("retain_test_acc", math.nan)
     who = ", ".join(identities)
-    verb = ("look" if len(identities) > 1 else "looks") + (" forgotten" if forgotten else " not fully forgotten")
-    text = (
-        f"**{who} {verb}** by these tests: the model now recognises {_pct(recognised)} of the {photos} forgotten "
-        f"training photos, and a membership attack tells them from strangers' photos {_pct(attack)} of the time "
-        f"(50% = chance){reference}. Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
-    )
+    several = len(identities) > 1
+    photos_text = f"{photos} forgotten training {'photo' if photos == 1 else 'photos'}"
+    if math.isnan(attack) or math.isnan(recognised):
+        text = (
+            f"**{who}: inconclusive, not enough photos to judge.** The membership attack needs at least "
+            f"{MIN_ATTACK_PHOTOS} training photos of the forgotten {'people' if several else 'person'} and there "
+            f"{'is' if photos == 1 else 'are'} {photos}, so it cannot tell whether the model still knows them. The "
+            f"model now recognises {_pct(recognised)} of the {photos_text}"
+            f"{f' (the gold model: {_pct(target_acc)})' if gold is not None else ''}. Enrol more photos for a "
+            f"verdict. Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
+        )
+    else:
+        recognised_ok = recognised <= target_acc + 0.05
+        attack_ok = abs(attack - 0.5) <= abs(target_attack - 0.5) + 0.1
+        if recognised_ok and attack_ok:
+            head = f"**{who} {'look' if several else 'looks'} forgotten** by these tests"
+        else:
+            still = [
+                *(["still recognised"] if not recognised_ok else []),
+                *(["still detected by the membership attack"] if not attack_ok else []),
+            ]
+            head = f"**{who} {'are' if several else 'is'} not fully forgotten** ({' and '.join(still)})"
+        text = (
+            f"{head}: the model now recognises {_pct(recognised)} of the {photos_text}, and a membership attack "
+            f"tells them from strangers' photos {_pct(attack)} of the time (50% = chance){reference}. Accuracy on "
+            f"everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
+        )
     if kept_before - kept_after > 0.1:
         text += " — **a large loss of utility**"
     text += f"; unlearning took {outcome.result.seconds:.1f} s on the {outcome.result.device.upper()}."
@@ -916,6 +1212,32 @@ def run_forget(
         DataError: no identity chosen, or all of them (nothing would be left to keep).
         CancelledError: ``should_stop`` returned True; the session is unchanged.
     """
+    with session.running("a run"):
+        return _run_forget(
+            session,
+            identities,
+            method,
+            seed=seed,
+            with_gold=with_gold,
+            device=device,
+            progress=progress,
+            should_stop=should_stop,
+            runner=runner,
+        )
+
+
+def _run_forget(
+    session: Session,
+    identities: Sequence[str],
+    method: Any,
+    *,
+    seed: int = 0,
+    with_gold: bool = True,
+    device: str | torch.device | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+    runner: JobRunner | None = None,
+) -> RunRecord:
     start = time.perf_counter()
     session.check_open()
     identities = tuple(dict.fromkeys(identities or ()))
@@ -966,12 +1288,15 @@ def run_forget(
     )
     record.files = write_downloads(record, session, split)
     session.runs.append(record)
+    for older in session.runs[:-KEEP_FULL_RUNS]:  # memory stays bounded however many runs a session makes
+        if not older.compacted:
+            older.compact()
     return record
 
 
 def _card_value(name: str, value: float | None) -> str:
     if value is None or math.isnan(value):
-        return "–"
+        return "<span class='dlfd-na' title='not enough photos to judge'>n/a</span>"
     return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
 
 
@@ -1004,6 +1329,70 @@ def cards_html(record: RunRecord) -> str:
         "margin:4px 0}.dlfd-card-help{font-size:.8em;opacity:.75}</style>"
     )
     return f"{style}<div class='dlfd-cards-caption'>{order}</div><div class='dlfd-cards'>{''.join(cards)}</div>"
+
+
+def _data_uri(crop: np.ndarray, size: int = 112) -> str:
+    """A face crop as an inline JPEG (the page shows it without the server keeping or serving a file)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(crop, dtype=np.uint8)).resize((size, size), Image.BILINEAR).save(
+        buffer, format="JPEG", quality=88
+    )
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_FACES_STYLE = (
+    "<style>.dlfd-faces{display:grid;grid-template-columns:repeat(auto-fill,minmax(112px,1fr));gap:8px}"
+    ".dlfd-face{margin:0;font-size:.8em;line-height:1.3}.dlfd-face img{width:100%;max-width:112px;aspect-ratio:1;"
+    "display:block;border-radius:6px}.dlfd-ok{color:#15803d}.dlfd-bad{color:#b91c1c}"
+    ".dlfd-warn{color:#b45309}</style>"
+)
+
+
+def faces_html(crops: Sequence[np.ndarray], captions: Sequence[str]) -> str:
+    """A grid of face crops, each with its whole caption under it (nothing cut, nothing enlarged)."""
+    figures = "".join(
+        f"<figure class='dlfd-face'><img src='{_data_uri(crop)}' alt='{html.escape(caption, quote=True)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for crop, caption in zip(crops, captions, strict=True)
+    )
+    return f"{_FACES_STYLE}<div class='dlfd-faces'>{figures}</div>" if figures else ""
+
+
+def _answer(label: str, answer: tuple[str, float] | None, truth: str, forgotten: bool) -> str:
+    if answer is None:
+        return ""
+    name, confidence = answer
+    right = name == truth
+    # for a forgotten person, being recognised is what should stop; for everyone else it is what should stay
+    good = not right if forgotten else right
+    return (
+        f"<div class='{'dlfd-ok' if good else 'dlfd-bad'}'>{html.escape(label)}: {html.escape(name)} "
+        f"{confidence:.0%}</div>"
+    )
+
+
+def predictions_html(predictions: Sequence[Prediction]) -> str:
+    """Each example photo with its person and role, and the model's answer before, after (and gold), in full."""
+    figures = []
+    for p in predictions:
+        forgotten = p.role.startswith("forgotten")
+        lines = "".join(
+            _answer(label, answer, p.identity, forgotten)
+            for label, answer in (("before", p.before), ("after", p.after), ("gold", p.gold))
+        )
+        figures.append(
+            f"<figure class='dlfd-face' data-role='{html.escape(p.role, quote=True)}'>"
+            f"<img src='{_data_uri(p.crop)}' alt='{html.escape(p.identity, quote=True)}'>"
+            f"<figcaption><b>{html.escape(p.identity)}</b> ({html.escape(p.role)}){lines}</figcaption></figure>"
+        )
+    legend = (
+        "<p style='font-size:.8em;margin:0 0 6px'>Answer of each model, with its confidence: "
+        "<span class='dlfd-ok'>green</span> is what we want (the forgotten person no longer recognised, everyone "
+        "else still recognised), <span class='dlfd-bad'>red</span> is not.</p>"
+    )
+    return f"{_FACES_STYLE}{legend}<div class='dlfd-faces'>{''.join(figures)}</div>" if figures else ""
 
 
 # ------------------------------------------------------------------------------------------------- downloads

@@ -33,47 +33,76 @@ def test_every_method_form_gives_back_its_defaults(name):
 def test_form_values_are_typed_or_refused():
     info = {"name": "epochs", "type": "int", "default": 1}
     assert app._typed(info, 3.0) == 3
-    with pytest.raises(DLFDError, match="must be an int"):
+    with pytest.raises(DLFDError, match="'epochs' must be a whole number"):
         app._typed(info, 2.5)
     with pytest.raises(DLFDError, match="empty"):
         app._typed(info, None)
     assert app._typed({"name": "lr", "type": "float", "default": 0.1}, "0.5") == 0.5
-    with pytest.raises(DLFDError, match="must be a float"):
+    with pytest.raises(DLFDError, match="'lr' must be a number"):
         app._typed({"name": "lr", "type": "float", "default": 0.1}, "fast")
 
 
-def test_only_uploaded_files_are_read_or_deleted(tmp_path):
-    """A path the client names outside Gradio's upload folder (e.g. another session's files) is refused."""
+def _stub_workspace():
     from types import SimpleNamespace
 
+    return SimpleNamespace(aligned=None, split=None, model=None, outputs=None, upload_owners=studio.UploadOwners())
+
+
+def test_only_this_sessions_uploads_are_read_or_deleted(tmp_path):
+    """A path the client names outside Gradio's upload folder, or an upload another session received, is refused
+    and left in place; this session's own uploads and example copies are accepted."""
     from gradio.utils import get_upload_folder
 
-    session = SimpleNamespace(folder=tmp_path / "session")
+    workspace = _stub_workspace()
+    mine, theirs = (studio.Session.start(workspace, tmp_path / "sessions") for _ in range(2))
     elsewhere = tmp_path / "other_session" / "enrol_000.png"
     elsewhere.parent.mkdir()
     elsewhere.write_bytes(b"x")
-    with pytest.raises(DLFDError, match="not an uploaded file"):
-        app._uploads(session, [str(elsewhere)])
+    with pytest.raises(DLFDError, match="not one of this page's uploads"):
+        app._uploads(mine, [str(elsewhere)])
     assert elsewhere.exists()
-    upload = Path(get_upload_folder()) / "test_upload_check" / "me.png"
-    upload.parent.mkdir(parents=True, exist_ok=True)
-    upload.write_bytes(b"x")
-    example = session.folder / "example" / "example_01.png"
-    assert app._uploads(session, [str(upload), str(example)]) == [upload.resolve(), example.resolve()]
-    tracked = SimpleNamespace(paths=[], track_upload=lambda path: tracked.paths.append(path))
-    app._track(tracked, [str(upload), str(elsewhere)])  # only the upload is handed over for deletion
-    assert tracked.paths == [upload.resolve()]
-    studio.delete_upload(upload.resolve())
-    assert not upload.exists() and not upload.parent.exists()
+    folder = Path(get_upload_folder()) / "test_upload_check"
+    folder.mkdir(parents=True, exist_ok=True)
+    upload, other = folder / "me.png", folder / "them.png"
+    for path in (upload, other):
+        path.write_bytes(b"x")
+    app._track(theirs, [str(other)])
+    with pytest.raises(DLFDError, match="'them.png' is not one of this page's uploads"):
+        app._uploads(mine, [str(other)])
+    mine.release_upload(other.resolve())  # not ours: left alone
+    assert other.exists() and theirs.owns_upload(other.resolve())
+    example = mine.folder / "example" / "example_01.png"
+    assert app._uploads(mine, [str(upload), str(example), str(upload)]) == [upload.resolve(), example.resolve()]
+    assert mine.owns_upload(upload.resolve())
+    app._track(mine, [str(elsewhere)])  # outside the upload folder: never handed over for deletion
+    assert not mine.owns_upload(elsewhere.resolve())
+    mine.close()
+    assert not upload.exists() and other.exists()
+    theirs.close()
+    assert not other.exists()
+
+
+def test_more_photos_than_allowed_are_refused_before_any_is_read(tmp_path):
+    from gradio.utils import get_upload_folder
+
+    session = studio.Session.start(_stub_workspace(), tmp_path / "sessions")
+    folder = Path(get_upload_folder()) / "test_upload_many"
+    paths = []
+    for i in range(studio.MAX_UPLOAD_PHOTOS + 1):
+        path = folder / f"{i}" / "p.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        paths.append(str(path))
+    with pytest.raises(DLFDError, match=f"{studio.MAX_UPLOAD_PHOTOS + 1} photos chosen; at most"):
+        app._uploads(session, paths)
+    assert not any(Path(p).exists() for p in paths)  # this session's copies are deleted, nothing kept
+    session.close()
 
 
 def test_a_session_deletes_its_uploads_when_it_ends(tmp_path):
     """Uploads outside the session folder (chosen but never enrolled) go when the session closes; after it closed,
     a late upload is deleted at once."""
-    from types import SimpleNamespace
-
-    workspace = SimpleNamespace(aligned=None, split=None, model=None, outputs=None)
-    session = studio.Session.start(workspace, tmp_path / "sessions")
+    session = studio.Session.start(_stub_workspace(), tmp_path / "sessions")
     kept = tmp_path / "cache" / "a" / "kept.png"
     uploads = [tmp_path / "cache" / name / "photo.png" for name in ("b", "c")]
     for path in (kept, *uploads):
