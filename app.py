@@ -54,6 +54,7 @@ else:
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dlfd_core.checks import MAX_SEED, check_seed, read_flag, read_number, read_whole, shown  # noqa: E402
 from dlfd_core.errors import CancelledError, DLFDError, TooFewFacesError  # noqa: E402
 from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
 from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
@@ -75,8 +76,6 @@ RUN_HEADERS = {
     "unlearn_seconds": "Unlearning (s)",
     "total_seconds": "Whole run (s)",
 }
-#: The largest seed accepted (numpy's and torch's seeding both take it).
-MAX_SEED = 2**32 - 1
 #: Jobs (runs and enrolments of all sessions) that may wait for the device at once; more are refused with a message.
 MAX_QUEUE = int(os.environ.get("DLFD_MAX_QUEUE", "16"))
 #: The largest file a person may upload.
@@ -382,7 +381,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 chosen or [],
                 method,
                 seed=_seed(seed),
-                with_gold=_flag(with_gold, "with_gold"),
+                with_gold=read_flag(with_gold, "'Also train the gold model'"),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
                 runner=RUNNER,
@@ -591,7 +590,8 @@ def _field_component(info: dict[str, Any]) -> gr.components.Component:
     """One form field for a method setting; the method itself checks ranges (its message names the setting)."""
     label, default = info["name"], info["default"]
     limits = [f"{word} {info[key]}" for key, word in (("min", "min"), ("max", "max")) if info.get(key) is not None]
-    help_text = "; ".join([info.get("help") or "", *limits]).strip("; ")
+    shown_default = f"default {info['display']}" if info.get("display") else ""
+    help_text = "; ".join(part for part in (info.get("help") or "", shown_default, *limits) if part)
     common = {"label": label, "info": help_text, "interactive": True}
     if info.get("choices"):
         return gr.Dropdown(choices=list(info["choices"]), value=default, **common)
@@ -605,67 +605,28 @@ def _field_component(info: dict[str, Any]) -> gr.components.Component:
     return gr.Textbox(value=str(default), **common)
 
 
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-
-def _flag(value: Any, name: str) -> bool:
-    """A checkbox value: a real bool, or a string that clearly says one (``"false"`` is False)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise DLFDError(f"'{name}' must be true or false, got {str(value)[:40]!r}.")
-
-
-def _number(value: Any, name: str) -> float:
-    """A finite number from a form or a hand-made request (numbers or numeric text); anything else is refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise DLFDError(f"'{name}' must be a number, got {str(value)[:40]!r}.")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise DLFDError(f"'{name}' must be a number, got {str(value)[:40]!r}.") from None
-    if not math.isfinite(number):
-        raise DLFDError(f"'{name}' must be a finite number, got {str(value)[:40]!r}.")
-    return number
-
-
-def _whole(value: Any, name: str) -> int:
-    """A whole number; 2.5 is refused, never rounded."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    number = _number(value, name)
-    if number != math.floor(number):
-        raise DLFDError(f"'{name}' must be a whole number, got {str(value)[:40]!r}.")
-    return int(number)
-
-
 def _seed(value: Any) -> int:
-    """The run's seed: a whole number from 0 to :data:`MAX_SEED`."""
+    """The run's seed from the form or a hand-made request: a whole number from 0 to :data:`MAX_SEED`."""
     if value is None or value == "":
         raise DLFDError(f"The seed is empty; give a whole number from 0 to {MAX_SEED}.")
-    seed = _whole(value, "seed")
-    if not 0 <= seed <= MAX_SEED:
-        raise DLFDError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {str(value)[:40]}.")
-    return seed
+    return check_seed(read_whole(value, "The seed"), "The seed")
 
 
 def _typed(info: dict[str, Any], value: Any) -> Any:
     """A form value as the setting's type (the method's own checks give the range errors)."""
     name = info["name"]
     if value is None or value == "":
-        raise DLFDError(f"Setting '{name}' is empty; its default is {info['default']}.")
+        raise DLFDError(f"Setting '{name}' is empty; its default is {info.get('display', info['default'])}.")
+    what = f"Setting '{name}'"
     kind = info["type"]
     if kind == "int":
-        return _whole(value, name)
+        return read_whole(value, what)
     if kind == "float":
-        return _number(value, name)
+        return read_number(value, what)
     if kind == "bool":
-        return _flag(value, name)
+        return read_flag(value, what)
     if info.get("choices") and value not in info["choices"]:
-        raise DLFDError(f"Setting '{name}' must be one of {', '.join(map(str, info['choices']))}; got {value!r}.")
+        raise DLFDError(f"{what} must be one of {', '.join(map(str, info['choices']))}; got {shown(value)}.")
     return str(value)
 
 

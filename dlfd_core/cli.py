@@ -8,7 +8,12 @@ Commands:
     forget    unlearn people or photos with one method: the before / after / gold table, JSON with --json.
     bench     every method x seeds x forgetting settings x backbones: mean +- std table (JSON and Markdown).
 
-Each command turns :class:`~dlfd_core.errors.DLFDError` into a one-line message and exit code 2.
+Every bad input (a bad argument, a hostile or damaged file, an unavailable device or dataset) ends the command with
+exactly one line ``error: ...`` on stderr and exit code 2, before any long work starts where it can be checked early.
+
+Output files (--out, --json, --markdown): missing parent folders are created; each file is written to a temporary
+name beside it and renamed into place only when complete, so a failed run never leaves a partial file. An output
+path that cannot be written (it is a folder, or a parent is a file) is refused before any work starts.
 """
 
 from __future__ import annotations
@@ -16,14 +21,59 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
-from .errors import DLFDError
+from .checks import MAX_SEED
+from .errors import DLFDError, SplitError, UnknownNameError
 
 log = logging.getLogger("dlfd_core")
+
+OUTPUT_RULE = "missing parent folders are created; the file appears only when complete, never partial"
+
+
+class UsageError(DLFDError):
+    """A command line that argparse refuses (unknown option, a value of the wrong type or range, ...)."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one ``error: ...`` line (via :class:`UsageError`), not usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _int_arg(low: int, high: int, what: str = "a whole number") -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``; the message names the range and the bad value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise argparse.ArgumentTypeError(f"must be {what} from {low} to {high}, got {shown!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+_seed_arg = _int_arg(0, MAX_SEED, "an integer seed")
+
+
+def _identities_arg(text: str) -> list[str]:
+    """An argparse type: comma-separated identity names, at least one."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"names no identity ({text!r}); give comma-separated names such as s3,s17")
+    return names
 
 
 def _progress_printer(label: str) -> Callable[[float, str], None]:
@@ -42,11 +92,91 @@ def _progress_printer(label: str) -> Callable[[float, str], None]:
     return progress
 
 
+# ------------------------------------------------------------------------------------------- checks before work
+def check_device(text: str) -> str:
+    """``text`` if it names a device that exists here: ``cpu``, ``cuda`` / ``cuda:N`` with CUDA, ``mps`` on a Mac.
+
+    Raises:
+        DLFDError: an unknown device name, or one this machine does not have.
+    """
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise DLFDError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DLFDError(f"--device {text} asks for CUDA, but CUDA is not available here ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DLFDError(f"--device {text}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return text
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DLFDError(f"--device {text}: Apple MPS is not available here; use --device cpu")
+        return text
+    raise DLFDError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N")
+
+
+def check_output(path: str, flag: str) -> Path:
+    """Refuse an output path that cannot be written, before any work starts (nothing is created here).
+
+    The rule for outputs: missing parent folders are created when the file is written; the path must not be a
+    folder, and the nearest existing parent must be a writable folder.
+
+    Raises:
+        DLFDError: naming the flag, the path and the reason.
+    """
+    target = Path(path).expanduser()
+    if not target.name or target.is_dir():
+        raise DLFDError(f"{flag} {path} is a folder; give a file path such as {target / 'out'}")
+    parent = target.parent
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise DLFDError(f"{flag} {path}: cannot create its folder, because {parent} is a file, not a folder")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise DLFDError(f"{flag} {path}: the folder {parent} is not writable")
+    return target
+
+
+def _write_output(path: str, flag: str, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write one output file atomically (see :func:`check_output` for the rule); OSError becomes one error line."""
+    from .paths import atomic_write
+
+    try:
+        with atomic_write(Path(path).expanduser(), mode) as handle:
+            write(handle)
+    except OSError as exc:
+        raise DLFDError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+
+
+def _write_json(path: str, flag: str, payload: Any, indent: int = 2) -> None:
+    _write_output(path, flag, lambda handle: json.dump(payload, handle, indent=indent))
+
+
+def _save_file(path: str, flag: str, save: Callable[[], Any]) -> None:
+    """Run a library save (save_model, save_split: atomic, folders created); OSError becomes one error line."""
+    try:
+        save()
+    except OSError as exc:
+        raise DLFDError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- datasets and splits
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose a dataset: the bundled ORL, a local folder, or a Hugging Face dataset repo."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--folder", metavar="PATH", help="folder-per-identity image tree (default: bundled ORL)")
-    group.add_argument("--hub", metavar="REPO_ID", help="Hugging Face dataset repo laid out folder-per-identity")
+    group.add_argument(
+        "--hub", metavar="REPO_ID", help="Hugging Face dataset repo laid out folder-per-identity (cache only offline)"
+    )
     parser.add_argument("--revision", help="revision of the --hub repo")
 
 
@@ -84,8 +214,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         "seconds_align": round(t_align, 3),
     }
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+        _write_json(args.json, "--json", summary)
     print(f"dataset      {summary['dataset']}")
     print(f"identities   {summary['identities']}")
     print(f"images       {summary['images']}")
@@ -99,8 +228,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_forget_request(args: argparse.Namespace, split: Any, seed: int) -> Any:
+    """``split`` with the forget request of --forget-identities / --forget-instances (if any)."""
+    from .data import with_forget_identities, with_forget_instances
+
+    if args.forget_identities:
+        return with_forget_identities(split, args.forget_identities)
+    if args.forget_instances is not None:
+        return with_forget_instances(split, args.forget_instances, seed=seed)
+    return split
+
+
 def cmd_split(args: argparse.Namespace) -> int:
-    from .data import make_split, save_split, validate_split, with_forget_identities, with_forget_instances
+    from .data import make_split, save_split, validate_split
 
     dataset = load_dataset_from_args(args)
     split = make_split(
@@ -110,12 +250,9 @@ def cmd_split(args: argparse.Namespace) -> int:
         test_per_identity=args.test_per_identity,
         holdout_per_identity=args.holdout_per_identity,
     )
-    if args.forget_identities:
-        split = with_forget_identities(split, [s.strip() for s in args.forget_identities.split(",") if s.strip()])
-    elif args.forget_instances:
-        split = with_forget_instances(split, args.forget_instances, seed=args.seed)
+    split = _with_forget_request(args, split, args.seed)
     validate_split(split, dataset)
-    save_split(split, args.out)
+    _save_file(args.out, "--out", lambda: save_split(split, args.out))
     n_train = sum(len(v) for v in split.train.values())
     n_test = sum(len(v) for v in split.test.values())
     print(
@@ -140,28 +277,73 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose a split and, optionally, what to forget."""
     parser.add_argument("--split", metavar="PATH", help=f"split JSON (default: {DEFAULT_SPLIT} for ORL, else seed 0)")
     forget = parser.add_mutually_exclusive_group()
-    forget.add_argument("--forget-identities", metavar="IDS", help="comma-separated identities to forget, e.g. s3,s17")
-    forget.add_argument("--forget-instances", metavar="N", type=int, help="forget N random training images")
-    parser.add_argument("--forget-seed", type=int, default=0, help="seed of the --forget-instances draw")
+    forget.add_argument(
+        "--forget-identities",
+        metavar="IDS",
+        type=_identities_arg,
+        help="comma-separated known identities to forget, e.g. s3,s17",
+    )
+    forget.add_argument(
+        "--forget-instances", metavar="N", type=_int_arg(1, 10**6), help="forget N random training images (N >= 1)"
+    )
+    parser.add_argument("--forget-seed", type=_seed_arg, default=0, help="seed of the --forget-instances draw")
 
 
-def load_split_from_args(args: argparse.Namespace, dataset: Any, aligned: Any) -> Any:
-    """The split (with its forget set) that the arguments of :func:`add_split_arguments` choose."""
-    from .data import load_split, make_split, validate_split, with_forget_identities, with_forget_instances
+def early_split_from_args(args: argparse.Namespace) -> Any:
+    """The split of --split (or the bundled ORL split) with the forget request, read before any dataset is aligned;
+    ``None`` when the split must be drawn on the aligned dataset (--folder / --hub without --split)."""
+    from .data import load_split
 
-    usable = aligned.usable_dataset(dataset)
     if args.split:
         split = load_split(args.split)
-    elif dataset.name == "orl" and not (getattr(args, "folder", None) or getattr(args, "hub", None)):
+    elif not (getattr(args, "folder", None) or getattr(args, "hub", None)):
         split = load_split(_repo_path(DEFAULT_SPLIT))
     else:
-        split = make_split(usable, seed=0)
-    if args.forget_identities:
-        split = with_forget_identities(split, [s.strip() for s in args.forget_identities.split(",") if s.strip()])
-    elif args.forget_instances:
-        split = with_forget_instances(split, args.forget_instances, seed=args.forget_seed)
+        return None
+    return _with_forget_request(args, split, args.forget_seed)
+
+
+def load_split_from_args(args: argparse.Namespace, dataset: Any, aligned: Any, split: Any = None) -> Any:
+    """The split (with its forget set) that the arguments of :func:`add_split_arguments` choose, checked against the
+    usable part of ``dataset``; ``split`` is :func:`early_split_from_args`'s, if it was already read."""
+    from .data import make_split, validate_split
+
+    usable = aligned.usable_dataset(dataset)
+    if split is None:
+        split = early_split_from_args(args)
+    if split is None:
+        split = _with_forget_request(args, make_split(usable, seed=0), args.forget_seed)
     validate_split(split, usable)
     return split
+
+
+def _dataset_and_early_split(args: argparse.Namespace, split: Any) -> Any:
+    """Load the dataset and check an early split against it (names, keys, overlaps) before aligning any face."""
+    from .data import validate_split
+
+    dataset = load_dataset_from_args(args)
+    if split is not None:
+        try:
+            validate_split(split, dataset)
+        except SplitError as exc:
+            where = f"--split {args.split}" if args.split else f"the default split {DEFAULT_SPLIT}"
+            raise SplitError(f"{where}: {exc}") from None
+    return dataset
+
+
+def _load_model_file(path: str, flag: str, split: Any, device: str = "cpu") -> Any:
+    """Load a model file after checking its header, and its class count against ``split`` (if known yet), before
+    any tensor is read."""
+    from .models import load_model
+    from .models.classifier import read_model_config
+
+    config = read_model_config(path)
+    if split is not None and config["num_classes"] != split.num_classes:
+        raise DLFDError(
+            f"{flag} {path} has {config['num_classes']} classes, but the split has {split.num_classes} known "
+            "identities; give the model trained on this split"
+        )
+    return load_model(path, device=device)
 
 
 def _environment() -> dict[str, Any]:
@@ -176,12 +358,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from .data import align_dataset, split_to_dict
-    from .models import load_model, save_model
+    from .models import backbone_names, load_model, save_model
     from .train import default_config, train_on_split
 
-    dataset = load_dataset_from_args(args)
+    if args.backbone not in backbone_names():
+        raise UnknownNameError(f"unknown --backbone {args.backbone!r}; choose one of {', '.join(backbone_names())}")
+    reference = load_model(args.compare) if args.compare else None
+    early = early_split_from_args(args)
+    dataset = _dataset_and_early_split(args, early)
     aligned = align_dataset(dataset)
-    split = load_split_from_args(args, dataset, aligned)
+    split = load_split_from_args(args, dataset, aligned, early)
     config = default_config(args.backbone)
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
@@ -205,42 +391,45 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seconds": result.seconds,
         "environment": _environment(),
     }
-    save_model(result.model, args.out, metadata=metadata, delta=result.model.pretrained)
+    _save_file(
+        args.out, "--out", lambda: save_model(result.model, args.out, metadata=metadata, delta=result.model.pretrained)
+    )
     last = result.history[-1]
     print(
         f"trained {which} model ({args.backbone}, {split.num_classes} classes) in {result.seconds:.1f} s: "
         f"final epoch loss {last['loss']:.4f}, train acc {last['train_acc']:.3f} -> {args.out}"
     )
-    if args.compare:
-        reference = load_model(args.compare)
+    if reference is not None:
         mine = result.model.state_dict()
-        diff = max(float((mine[k] - v).abs().max()) for k, v in reference.state_dict().items())
-        identical = all(torch.equal(mine[k], v) for k, v in reference.state_dict().items())
+        theirs = reference.state_dict()
+        if mine.keys() != theirs.keys() or any(mine[k].shape != v.shape for k, v in theirs.items()):
+            print(f"compared with {args.compare}: a different architecture (not comparable)")
+            return 0
+        diff = max(float((mine[k] - v).abs().max()) for k, v in theirs.items())
+        identical = all(torch.equal(mine[k], v) for k, v in theirs.items())
         verdict = "identical" if identical else "differs"
         print(f"compared with {args.compare}: max abs parameter difference {diff:.3g} ({verdict})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import time
-
     from .data import align_dataset
     from .evaluate import format_table
     from .evaluate.evaluate import evaluate_model
-    from .models import load_model
     from .train import train_on_split
 
-    dataset = load_dataset_from_args(args)
+    early = early_split_from_args(args)
+    model_path = args.model or _repo_path(DEFAULT_MODEL)
+    model = _load_model_file(model_path, "--model", early)
+    gold_model = _load_model_file(args.gold, "--gold", early) if args.gold else None
+    dataset = _dataset_and_early_split(args, early)
     aligned = align_dataset(dataset)
-    split = load_split_from_args(args, dataset, aligned)
-    model = load_model(args.model or _repo_path(DEFAULT_MODEL))
+    split = load_split_from_args(args, dataset, aligned, early)
     reports = {}
     timings = {}
     gold_outputs = None
-    if args.gold or args.train_gold:
-        if args.gold:
-            gold_model = load_model(args.gold)
-        else:
+    if gold_model is not None or args.train_gold:
+        if gold_model is None:
             result = train_on_split(
                 aligned,
                 split,
@@ -267,26 +456,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "environment": _environment(),
             **{name: report.to_json() for name, report in reports.items()},
         }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
+        _write_json(args.json, "--json", payload)
     return 0
 
 
+_NON_FINITE_WORDS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
 def parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["k=v", ...]`` -> dict, each value read as JSON when it parses (numbers, booleans), else as a string."""
+    """``["k=v", ...]`` -> dict, each value read as JSON when it parses (numbers, booleans), else as a string.
+
+    Raises:
+        DLFDError: an item without ``=``, a name given twice, or a value that is not a finite number where it reads
+            as one (``nan``, ``inf``, ``1e999``).
+    """
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise DLFDError(f"a setting must look like name=value, got {item!r}")
         name = key.strip().replace("-", "_")
-        if value.strip().lower() in ("true", "false"):
-            out[name] = value.strip().lower() == "true"
+        if name in out:
+            raise DLFDError(f"--set {name} is given twice")
+        text = value.strip()
+        if text.lower() in ("true", "false"):
+            out[name] = text.lower() == "true"
             continue
+        if text.lower() in _NON_FINITE_WORDS:
+            raise DLFDError(f"--set {name}={text}: the value must be a finite number")
         try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
+            parsed = json.loads(text, parse_constant=lambda word: math.nan)
+        except RecursionError:
+            raise DLFDError(f"--set {name}: the value is nested too deeply") from None
+        except ValueError:
+            parsed = value
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise DLFDError(f"--set {name}={text}: the value must be a finite number")
+        out[name] = parsed
     return out
 
 
@@ -305,17 +511,23 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from .env import warm_up
     from .evaluate import format_table
     from .experiment import forget
-    from .models import load_model
     from .unlearn import create_method
 
     if not (args.forget_identities or args.forget_instances):
         raise DLFDError("say what to forget: --forget-identities s7 or --forget-instances 20")
     method = create_method(args.method, **parse_settings(args.set))
-    dataset = load_dataset_from_args(args)
+    mode = "identity" if args.forget_identities else "instance"
+    if mode not in method.modes:
+        raise DLFDError(f"--method {method.name} supports {' and '.join(method.modes)} forgetting, not {mode}")
+    early = early_split_from_args(args)
+    if early is not None and method.needs_holdout and not early.holdout_keys:
+        raise DLFDError(f"--method {method.name} needs holdout photos (a split made with --holdout-per-identity 1)")
+    model_path = args.model or _repo_path(DEFAULT_MODEL)
+    model = _load_model_file(model_path, "--model", early, args.device)
+    gold_model = _load_model_file(args.gold, "--gold", early, args.device) if args.gold else None
+    dataset = _dataset_and_early_split(args, early)
     aligned = align_dataset(dataset)
-    split = load_split_from_args(args, dataset, aligned)
-    model = load_model(args.model or _repo_path(DEFAULT_MODEL), device=args.device)
-    gold_model = load_model(args.gold, device=args.device) if args.gold else None
+    split = load_split_from_args(args, dataset, aligned, early)
     warm_up()  # one-time imports, so that they do not count as unlearning time
     outcome = forget(
         aligned,
@@ -332,8 +544,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     print(" ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items()))
     if args.json:
         payload = {"split": _split_summary(split), "environment": _environment(), **outcome.to_json()}
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
+        _write_json(args.json, "--json", payload)
     if args.out:
         from .data import split_to_dict
         from .models import save_model
@@ -347,7 +558,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
             "seconds": outcome.result.seconds,
             "environment": _environment(),
         }
-        save_model(outcome.result.model.cpu(), args.out, metadata=metadata, delta=model.pretrained)
+        unlearned = outcome.result.model.cpu()
+        _save_file(
+            args.out, "--out", lambda: save_model(unlearned, args.out, metadata=metadata, delta=model.pretrained)
+        )
         print(f"unlearned model -> {args.out}")
     return 0
 
@@ -355,8 +569,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def _emit_table(table: str, path: str | None) -> None:
     print(table)
     if path:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(table)
+        _write_output(path, "--markdown", lambda handle: handle.write(table))
 
 
 def _bench_header(command: str, env: dict[str, Any], seconds: float) -> str:
@@ -367,6 +580,72 @@ def _bench_header(command: str, env: dict[str, Any], seconds: float) -> str:
         "Each cell: mean ± sample std over seeds. Every method starts from the same original model per seed and is "
         "compared with the same gold (retrained) model."
     )
+
+
+def _render_saved(path: str, markdown: str | None) -> None:
+    """Re-render the tables of a saved ``bench --json`` file."""
+    from .bench import format_markdown
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DLFDError(f"--render {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DLFDError(f"--render {path}: cannot read it ({exc})") from None
+    try:
+        saved = json.loads(text)
+    except RecursionError:
+        raise DLFDError(f"--render {path}: its JSON is nested too deeply") from None
+    except ValueError as exc:
+        raise DLFDError(f"--render {path} is not JSON ({exc})") from None
+    fields = ("command", "environment", "seconds", "records")
+    if not isinstance(saved, dict) or any(name not in saved for name in fields):
+        raise DLFDError(f"--render {path} is not a saved bench --json file (it needs {', '.join(fields)})")
+    try:
+        header = _bench_header(str(saved["command"]), saved["environment"], float(saved["seconds"]))
+        table = format_markdown(saved["records"], header=header)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DLFDError(f"--render {path} has malformed bench records ({type(exc).__name__}: {exc})") from None
+    _emit_table(table, markdown)
+
+
+def _bench_lists(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """The methods, settings and backbones of a bench command line, each checked by name."""
+    from .models import backbone_names
+    from .unlearn import method_class, method_names
+
+    methods = method_names() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    for flag, values in (("--methods", methods), ("--settings", settings), ("--backbones", backbones)):
+        if not values:
+            raise DLFDError(f"{flag} names nothing; give comma-separated names")
+        if len(set(values)) != len(values):
+            raise DLFDError(f"{flag} lists a name twice: {', '.join(values)}")
+    for name in methods:
+        method_class(name)
+    for name in settings:
+        if name not in ("identity", "instance"):
+            raise DLFDError(f"unknown --settings entry {name!r}: use identity and/or instance")
+    for name in backbones:
+        if name not in backbone_names():
+            raise UnknownNameError(f"unknown --backbones entry {name!r}; choose from {', '.join(backbone_names())}")
+    return methods, settings, backbones
+
+
+def _check_bench_settings(methods: Sequence[str], settings: dict[str, Any]) -> None:
+    """Each --set name must belong to at least one chosen method, and be valid for every method that has it."""
+    import dataclasses
+
+    from .unlearn import create_method, method_class
+
+    for name in settings:
+        if not any(name in {f.name for f in dataclasses.fields(method_class(m))} for m in methods):
+            raise UnknownNameError(f"--set {name}: none of the chosen methods ({', '.join(methods)}) has this setting")
+    for method in methods:
+        fields = {f.name for f in dataclasses.fields(method_class(method))}
+        create_method(method, **{k: v for k, v in settings.items() if k in fields})
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -382,16 +661,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"{name:16s} {cls.title} ({cls.paper}); modes: {', '.join(cls.modes)}")
         return 0
     if args.render:
-        with open(args.render, encoding="utf-8") as handle:
-            saved = json.load(handle)
-        env = saved["environment"]
-        header = _bench_header(saved["command"], env, saved["seconds"])
-        _emit_table(format_markdown(saved["records"], header=header), args.markdown)
+        _render_saved(args.render, args.markdown)
         return 0
-    methods = method_names() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    dataset = load_dataset_from_args(args)
+    methods, settings, backbones = _bench_lists(args)
+    method_settings = parse_settings(args.set)
+    _check_bench_settings(methods, method_settings)
+    early = early_split_from_args(args)
+    if early is not None and early.forget_mode != "none":
+        raise DLFDError("bench draws its own forget requests: give a split without one")
+    dataset = _dataset_and_early_split(args, early)
     aligned = align_dataset(dataset)
-    split = load_split_from_args(args, dataset, aligned)
+    split = load_split_from_args(args, dataset, aligned, early)
     if split.forget_mode != "none":
         raise DLFDError("bench draws its own forget requests: give a split without one")
     t0 = time.perf_counter()
@@ -400,9 +680,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         split,
         methods=methods,
         seeds=list(range(args.seeds)),
-        settings=[s.strip() for s in args.settings.split(",")],
-        method_settings=parse_settings(args.set),
-        backbones=[b.strip() for b in args.backbones.split(",")],
+        settings=settings,
+        method_settings=method_settings,
+        backbones=backbones,
         instances=args.instances,
         device=args.device,
         progress=_progress_printer("bench"),
@@ -413,35 +693,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     header = _bench_header(command, env, seconds)
     _emit_table(format_markdown(records, header=header), args.markdown)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(
-                {"command": command, "environment": env, "seconds": seconds, "records": records}, handle, indent=1
-            )
+        payload = {"command": command, "environment": env, "seconds": seconds, "records": records}
+        _write_json(args.json, "--json", payload, indent=1)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dlfd_core", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser = _ArgumentParser(
+        prog="python -m dlfd_core",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Output files: {OUTPUT_RULE}. Bad input: one 'error: ...' line on stderr, exit code 2.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and debug messages to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+    out_help = f"({OUTPUT_RULE})"
 
     p = sub.add_parser("data", help="load a dataset, detect and align its faces, print a summary")
     add_dataset_arguments(p)
     p.add_argument("--summary", action="store_true", help="print the summary (the default action)")
     p.add_argument("--no-cache", action="store_true", help="re-detect every face instead of reading the cache")
-    p.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
+    p.add_argument("--json", metavar="PATH", help=f"also write the summary as JSON {out_help}")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("split", help="make a seeded split and save it as JSON")
     add_dataset_arguments(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-unseen", type=int, default=10, help="identities kept out of training (non-members)")
-    p.add_argument("--test-per-identity", type=int, default=3)
-    p.add_argument("--holdout-per-identity", type=int, default=0)
+    p.add_argument("--seed", type=_seed_arg, default=0, help=f"seed of the draw, 0 to {MAX_SEED}")
+    p.add_argument(
+        "--num-unseen", type=_int_arg(0, 10**6), default=10, help="identities kept out of training (non-members)"
+    )
+    p.add_argument("--test-per-identity", type=_int_arg(0, 10**6), default=3)
+    p.add_argument("--holdout-per-identity", type=_int_arg(0, 10**6), default=0)
     forget = p.add_mutually_exclusive_group()
-    forget.add_argument("--forget-identities", metavar="IDS", help="comma-separated identities to forget, e.g. s3,s17")
-    forget.add_argument("--forget-instances", metavar="N", type=int, help="forget N random training images")
-    p.add_argument("--out", required=True, metavar="PATH")
+    forget.add_argument(
+        "--forget-identities",
+        metavar="IDS",
+        type=_identities_arg,
+        help="comma-separated known identities to forget, e.g. s3,s17",
+    )
+    forget.add_argument(
+        "--forget-instances", metavar="N", type=_int_arg(1, 10**6), help="forget N random training images (N >= 1)"
+    )
+    p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the split JSON {out_help}")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train the original model (or the gold model) on a split")
@@ -449,9 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_split_arguments(p)
     p.add_argument("--backbone", default="dlib_resnet", help="dlib_resnet (pretrained, default) or resnet18 (scratch)")
     p.add_argument("--gold", action="store_true", help="train the gold model: the retain set only")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
-    p.add_argument("--out", required=True, metavar="PATH", help="where to save the model (.safetensors)")
+    p.add_argument("--seed", type=_seed_arg, default=0, help=f"training seed, 0 to {MAX_SEED}")
+    p.add_argument("--epochs", type=_int_arg(1, 10_000), help="override the recipe's number of epochs")
+    p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the model (.safetensors) {out_help}")
     p.add_argument("--compare", metavar="PATH", help="report the largest parameter difference to this model file")
     p.set_defaults(func=cmd_train)
 
@@ -462,8 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
     gold = p.add_mutually_exclusive_group()
     gold.add_argument("--gold", metavar="PATH", help="the gold model's file, for the alignment metrics")
     gold.add_argument("--train-gold", action="store_true", help="train the gold model now (same recipe, retain set)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' subsampling and the gold training")
-    p.add_argument("--json", metavar="PATH", help="write the reports as JSON")
+    p.add_argument("--seed", type=_seed_arg, default=0, help="seed of the attacks' subsampling and the gold training")
+    p.add_argument("--json", metavar="PATH", help=f"write the reports as JSON {out_help}")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("forget", help="unlearn people or photos from a model with one method")
@@ -475,10 +767,10 @@ def build_parser() -> argparse.ArgumentParser:
     gold = p.add_mutually_exclusive_group()
     gold.add_argument("--gold", metavar="PATH", help="a trained gold model (default: train it now, ~10 s)")
     gold.add_argument("--no-gold", action="store_true", help="skip the gold model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--json", metavar="PATH", help="write before / after / gold reports, settings and timings")
-    p.add_argument("--out", metavar="PATH", help="save the unlearned model (.safetensors)")
+    p.add_argument("--seed", type=_seed_arg, default=0, help=f"seed of the unlearning run, 0 to {MAX_SEED}")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
+    p.add_argument("--json", metavar="PATH", help=f"write before / after / gold reports, settings, timings {out_help}")
+    p.add_argument("--out", metavar="PATH", help=f"save the unlearned model (.safetensors) {out_help}")
     p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")
@@ -486,30 +778,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", metavar="PATH", help=f"split JSON without a forget request (default: {DEFAULT_SPLIT})")
     p.add_argument("--methods", default="all", help="comma-separated method names, or all")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=_int_arg(1, 1000), default=3, help="seeds 0..N-1 (N >= 1)")
     p.add_argument("--settings", default="identity,instance", help="identity and/or instance forgetting")
     p.add_argument("--backbones", default="dlib_resnet,resnet18", help="dlib_resnet (pretrained) and/or resnet18")
-    p.add_argument("--instances", type=int, default=20, help="photos forgotten in the instance setting")
+    p.add_argument("--instances", type=_int_arg(1, 10**6), default=20, help="photos forgotten in the instance setting")
     p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="settings for every method that has them")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", metavar="PATH", help="every run's metrics and settings")
-    p.add_argument("--markdown", metavar="PATH", help="the summary tables")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
+    p.add_argument("--json", metavar="PATH", help=f"every run's metrics and settings {out_help}")
+    p.add_argument("--markdown", metavar="PATH", help=f"the summary tables {out_help}")
     p.add_argument("--render", metavar="JSON", help="only re-render the tables of a saved --json file")
     p.set_defaults(func=cmd_bench, forget_identities=None, forget_instances=None, forget_seed=0)
     return parser
 
 
+_OUTPUT_FLAGS = (("--out", "out"), ("--json", "json"), ("--markdown", "markdown"))
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Checks that need no dataset or model: the device, the output paths, --revision only with --hub."""
+    if getattr(args, "revision", None) and not getattr(args, "hub", None):
+        raise DLFDError("--revision only applies to --hub REPO_ID")
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+    for flag, name in _OUTPUT_FLAGS:
+        if getattr(args, name, None):
+            check_output(getattr(args, name), flag)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else None
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Run one command; return its exit code (0, or 2 after one ``error: ...`` line on stderr)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.argv = list(argv) if argv is not None else None
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        _preflight(args)
         return int(args.func(args))
     except DLFDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except RecursionError as exc:
+        print(f"error: input nested too deeply ({_one_line(str(exc))})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the safety net: a bug, but still one line and exit code 2
+        print(f"error: internal error ({type(exc).__name__}): {_one_line(str(exc))}", file=sys.stderr)
         return 2

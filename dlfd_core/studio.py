@@ -96,8 +96,8 @@ NAME_PATTERN = re.compile(r"^[^\W_][\w .'-]{0,39}$")
 CARD_METRICS: tuple[tuple[str, str, str], ...] = (
     ("retain_test_acc", "Accuracy on everyone else", "held-out photos of the people kept; higher is better"),
     ("forget_train_acc", "Recognises the forgotten photos", "closer to the gold model is better"),
-    ("label_free_mia_acc", "Membership attack", "tells forgotten photos from strangers'; 0.5 = chance"),
-    ("forgetting_score_label_free", "Forgetting score", "|attack − 0.5|; 0 is best"),
+    ("label_free_mia_acc", "Membership attack", "how often it tells forgotten photos from strangers'; 50% = chance"),
+    ("forgetting_score_label_free", "Forgetting score", "the attack's distance from chance (0.5); 0 is best"),
     ("nomus_label_free", "NoMUS", "utility and forgetting in one number; higher is better"),
     ("forget_verification_auc", "Embedding leakage", "can the face still be matched by features; compare with gold"),
 )
@@ -391,7 +391,7 @@ class Enrolment:
         crops: the aligned faces used, in upload order (one of each group of copies).
         captions: one per crop: its number, the photo it came from, and what to check about it.
         failures: (file name, reason) for each photo without a usable face.
-        notes: what was merged (copies of another photo in the set).
+        notes: how repeats of one photo and near-identical photos were handled.
         warnings: what may be wrong with the set (faces of another person, photos with several faces).
         train, holdout, test: how many of the faces the model trains on / keeps aside / tests on.
         predictions: the model's answer on the held-out test photos.
@@ -424,7 +424,7 @@ class Enrolment:
             f"of everyone else's. Took {self.seconds:.1f} s. You can now choose them in the list of people to forget."
         )
         if self.notes:
-            text += "\n\n**Copies merged:** " + "; ".join(self.notes) + "."
+            text += "\n\n" + "\n".join(f"- {note}." for note in self.notes)
         if self.warnings:
             text += "\n\n" + "\n".join(f"- ⚠ {w}." for w in self.warnings)
         return text
@@ -800,14 +800,39 @@ def _check_faces(photos: Sequence[Any], found: Sequence[tuple[int, Any]]) -> Fac
     return check_face_set(embeddings.numpy(), digests=[_digest(photos[i]) for i, _ in found])
 
 
-def _too_few_message(usable: int, total: int, failures: Sequence[tuple[str, str]], copies: int) -> str:
-    faces = f"{usable} usable {'face' if usable == 1 else 'faces'}"
-    text = f"Only {faces} among {total} {'photo' if total == 1 else 'photos'}; at least {MIN_ENROL_FACES} are needed."
-    if copies:
-        text += f" {copies} {'photo was a copy' if copies == 1 else 'photos were copies'} of another in the set."
+def _too_few_message(check: FaceSetCheck, total: int, failures: Sequence[tuple[str, str]]) -> str:
+    different = len(check.groups)
+    text = (
+        f"Only {different} usable, different {'face' if different == 1 else 'faces'} among {total} "
+        f"{'photo' if total == 1 else 'photos'}; at least {MIN_ENROL_FACES} are needed."
+    )
+    repeats, near = len(check.repeats), sum(len(g) - 1 for g in check.near_copies)
+    if repeats or near:
+        parts = [
+            *([f"{repeats} {'was a repeat' if repeats == 1 else 'were repeats'} of another photo"] if repeats else []),
+            *([f"{near} {'was a near-identical copy' if near == 1 else 'were near-identical copies'}"] if near else []),
+        ]
+        text += f" Of the photos with a face, {' and '.join(parts)}: use photos taken at different times or angles."
     if failures:
         text += " Photos without a usable face: " + "; ".join(f"{n}: {why}" for n, why in failures)
     return text
+
+
+def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int]]:
+    """Train / holdout / test rows of an enrolled face set whose near-identical faces come in ``groups``.
+
+    About a quarter of the faces (at least one) are tested on and one group is kept aside, each a whole group taken
+    from the end of the upload order, so no tested face has a near copy among the training faces.
+    """
+    total = sum(len(g) for g in groups)
+    wanted = max(1, round(0.25 * total))
+    ordered = list(groups)
+    test: list[int] = []
+    while ordered and (not test or len(test) < wanted) and len(ordered) > 2:
+        test = [*ordered.pop(), *test]
+    holdout = list(ordered.pop()) if len(ordered) > 1 else []
+    train = sorted(i for g in ordered for i in g)
+    return train, sorted(holdout), sorted(test)
 
 
 def enrol(
@@ -896,22 +921,25 @@ def _enrol(
             found.append((index, result))
     progress(0.25, "checking the faces for copies and other people")
     check = _check_faces(photos, found)
-    notes = [
-        f"{_photo_name(photos[found[dropped][0]], found[dropped][0])} is "
-        + ("the same file as " if distance == 0.0 else "a near-identical copy of ")
-        + f"{_photo_name(photos[found[kept][0]], found[kept][0])}: used once"
-        for kept, dropped, distance in check.copies
-    ]
+    shown = {i: _photo_name(photos[found[i][0]], found[i][0]) for i in range(len(found))}  # face -> file name
+    notes = [f"{shown[dropped]} is the same photo as {shown[kept]}: used once" for kept, dropped in check.repeats]
+    if check.near_copies:
+        listed = "; ".join(" ≈ ".join(shown[i] for i in group) for group in check.near_copies)
+        notes.append(
+            f"near-identical photos ({listed}) are kept on the same side of the train / test split, so that the "
+            "model is never tested on a copy of a photo it trained on"
+        )
+    if len(check.groups) < MIN_ENROL_FACES:
+        raise TooFewFacesError(_too_few_message(check, len(photos), failures))
+    position = {index: k for k, index in enumerate(check.keep)}  # face -> row among the faces used
     usable = [found[i] for i in check.keep]
-    if len(usable) < MIN_ENROL_FACES:
-        raise TooFewFacesError(_too_few_message(len(usable), len(photos), failures, len(check.copies)))
-    sources = [_photo_name(photos[i], i) for i, _ in usable]
+    sources = [shown[i] for i in check.keep]
     several = [(sources[k], face.num_faces) for k, (_, face) in enumerate(usable) if face.num_faces > 1]
     warnings = [
         f"{source} shows {count} faces: the largest clear one was used (check its crop below)"
         for source, count in several
     ]
-    others = [sources[check.keep.index(i)] for i, _ in check.other_person]
+    others = [shown[i] for i, _ in check.other_person]
     if others:
         warnings.insert(
             0,
@@ -927,10 +955,12 @@ def _enrol(
         for k, (source, (_, face)) in enumerate(zip(sources, usable, strict=True))
     ]
     n = len(crops)
-    n_test = max(1, round(0.25 * n))
-    n_holdout = 1
     keys = [f"upload/{name}/{i:03d}" for i in range(n)]
-    train_keys, holdout_keys, test_keys = keys[: n - n_test - 1], keys[n - n_test - 1 : n - n_test], keys[n - n_test :]
+    train_rows, holdout_rows, test_rows = _split_groups([[position[i] for i in g] for g in check.groups])
+    train_keys = [keys[i] for i in train_rows]
+    holdout_keys = [keys[i] for i in holdout_rows]
+    test_keys = [keys[i] for i in test_rows]
+    n_holdout, n_test = len(holdout_keys), len(test_keys)
     size = base_aligned.size
     new_crops = np.stack([c if c.shape[0] == size else _resize(c, size) for c in crops])
     aligned = AlignedFaces(
@@ -971,7 +1001,7 @@ def _enrol(
     rows = np.flatnonzero(own)
     names = split.known
     predictions = [
-        Prediction(crop=new_crops[n - n_test + j], identity=name, role="held out", before=top)
+        Prediction(crop=new_crops[test_rows[j]], identity=name, role="held out", before=top)
         for j, top in enumerate(_top(test.logits[rows], names))
     ]
     enrolment = Enrolment(

@@ -33,12 +33,12 @@ def test_every_method_form_gives_back_its_defaults(name):
 def test_form_values_are_typed_or_refused():
     info = {"name": "epochs", "type": "int", "default": 1}
     assert app._typed(info, 3.0) == 3
-    with pytest.raises(DLFDError, match="'epochs' must be a whole number"):
+    with pytest.raises(DLFDError, match="Setting 'epochs' must be a whole number"):
         app._typed(info, 2.5)
     with pytest.raises(DLFDError, match="empty"):
         app._typed(info, None)
     assert app._typed({"name": "lr", "type": "float", "default": 0.1}, "0.5") == 0.5
-    with pytest.raises(DLFDError, match="'lr' must be a number"):
+    with pytest.raises(DLFDError, match="Setting 'lr' must be a finite number"):
         app._typed({"name": "lr", "type": "float", "default": 0.1}, "fast")
 
 

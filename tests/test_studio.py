@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dlfd_core import studio
-from dlfd_core.errors import CancelledError, DataError
+from dlfd_core.errors import CancelledError, DataError, TooFewFacesError
 from dlfd_core.evaluate.evaluate import collect_parts, split_parts
 from dlfd_core.models import load_model
 from dlfd_core.unlearn import create_method
@@ -133,9 +134,28 @@ def test_enrol_refuses_bad_input_and_keeps_the_session(session, workspace, orl_d
         studio.enrol(session, "s7", _orl_photos(orl_dataset, "s35"))
     blank = tmp_path / "blank.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(blank)
-    with pytest.raises(DataError, match="Only 3 usable faces.*blank.png: No face found"):
+    with pytest.raises(
+        TooFewFacesError, match="Only 2 usable, different faces among 4 photos.*1 was a near-identical copy.*blank.png"
+    ):
         studio.enrol(session, "few", [*_orl_photos(orl_dataset, "s35")[:3], str(blank)])
-    assert session.model is workspace.model and session.enrolment is None
+    copies = []
+    for i in range(10):  # the same photo uploaded ten times, under ten names
+        copies.append(tmp_path / f"copy_{i}.pgm")
+        copies[-1].write_bytes(Path(_orl_photos(orl_dataset, "s35")[0]).read_bytes())
+    with pytest.raises(TooFewFacesError, match="Only 1 usable, different face among 10 photos.*9 were repeats"):
+        studio.enrol(session, "copies", [str(p) for p in copies])
+    assert session.model is workspace.model and session.enrolment is None and session.job is None
+
+
+@pytest.mark.parametrize("name", ["Zoë", "José María", "O'Brien", "李雷", "anne-marie_2"])
+def test_names_in_any_script_are_accepted(workspace, name):
+    assert studio._check_name(f"  {name} ", workspace.split) == name
+
+
+@pytest.mark.parametrize("name", ["", " ", "../etc", "_x", "a" * 41, "tab\there", "emoji 🙂", "<b>x</b>", None, 3])
+def test_names_that_are_not_names_are_refused(workspace, name):
+    with pytest.raises(DataError, match="Give the person a name"):
+        studio._check_name(name, workspace.split)
 
 
 def test_gold_models_of_bundled_people_are_shared_between_sessions(workspace, tmp_path):

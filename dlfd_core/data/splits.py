@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from dlfd_core.checks import MAX_SEED  # noqa: F401  (re-exported: the split seed limit)
+from dlfd_core.checks import check_seed as _check_seed
 from dlfd_core.data.aligned import AlignedFaces
 from dlfd_core.data.dataset import FaceDataset, natural_key, preview
 from dlfd_core.errors import DataError, SplitError
@@ -366,41 +368,108 @@ def split_to_dict(split: Split) -> dict[str, Any]:
     }
 
 
+MAX_SPLIT_FILE_BYTES = 64 * 1024 * 1024
+
+
+def check_seed(value: Any, what: str = "seed") -> int:
+    """``value`` as a seed: an integer from 0 to :data:`MAX_SEED` (2**32 - 1, what every seeded generator takes).
+
+    Raises:
+        SplitError: naming ``what`` and the bad value (not an integer, a float such as 1e999, negative, too big).
+    """
+    return _check_seed(value, what, SplitError)
+
+
+def _text(value: Any, field_name: str, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SplitError(f"{source}: {field_name} must be non-empty text, got {value!r:.60}.")
+    return value
+
+
+def _text_list(value: Any, field_name: str, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise SplitError(f"{source}: {field_name} must be a list of names, got {value!r:.60}.")
+    return tuple(_text(item, f"each entry of {field_name}", source) for item in value)
+
+
+def _keys_field(value: Any, field_name: str, source: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise SplitError(f"{source}: {field_name} must map identities to lists of image keys, got {value!r:.60}.")
+    return {
+        _text(identity, f"an identity of {field_name}", source): _text_list(keys, f"{field_name}[{identity!r}]", source)
+        for identity, keys in value.items()
+    }
+
+
+def _check_structure(split: Split, source: str) -> None:
+    """Consistency that needs no dataset: identities and images listed once, under known identities only."""
+    for group_name, group in (("known", split.known), ("unseen", split.unseen)):
+        repeated = sorted({i for i in group if group.count(i) > 1}, key=natural_key)
+        if repeated:
+            raise SplitError(f"{source} lists {preview(repeated)} more than once among {group_name} identities.")
+    both = sorted(set(split.known) & set(split.unseen), key=natural_key)
+    if both:
+        raise SplitError(f"{source}: {preview(both)} are both known and unseen; an identity can only be one of them.")
+    known = set(split.known)
+    roles: dict[str, str] = {}
+    for role, mapping in (("train", split.train), ("test", split.test), ("holdout", split.holdout)):
+        stray = [i for i in mapping if i not in known]
+        if stray:
+            raise SplitError(
+                f"{source}: its {role} images list identities that are not known: {preview(stray)}. "
+                f"Known: {preview(split.known)}."
+            )
+        for keys in mapping.values():
+            for key in keys:
+                if key in roles:
+                    where = roles[key] if roles[key] == role else f"{roles[key]} and {role}"
+                    raise SplitError(
+                        f"{source}: image '{key}' appears more than once ({where}); each image must have one role."
+                    )
+                roles[key] = role
+    if split.forget_mode not in FORGET_MODES:
+        raise SplitError(f"{source}: unknown forget mode {split.forget_mode!r}; use one of {', '.join(FORGET_MODES)}.")
+
+
 def split_from_dict(data: Mapping[str, Any], *, source: str = "split") -> Split:
     """Rebuild a split from :func:`split_to_dict` output.
 
+    Every field is checked for its type (names are text, key lists are lists, seeds are integers from 0 to
+    :data:`MAX_SEED`) and the split for consistency that needs no dataset (no identity or image listed twice, images
+    only under known identities, a known forget mode); :func:`validate_split` checks it against its dataset.
+
     Raises:
-        SplitError: if the format, version or fields are wrong.
+        SplitError: if the format, version or a field is wrong, naming the field and value.
     """
     if not isinstance(data, Mapping) or data.get("format") != SPLIT_FORMAT:
         raise SplitError(f'{source} is not a dlfd split file (no "format": "{SPLIT_FORMAT}").')
     version = data.get("version")
     if version != SPLIT_FORMAT_VERSION:
         raise SplitError(
-            f"{source} has split format version {version!r}; this version of dlfd_core reads version "
+            f"{source} has split format version {version!r:.40}; this version of dlfd_core reads version "
             f"{SPLIT_FORMAT_VERSION}. Re-create the split with make_split."
         )
     required = ("dataset", "seed", "known", "unseen", "train", "test")
     missing = [name for name in required if name not in data]
     if missing:
         raise SplitError(f"{source} lacks the fields {', '.join(missing)}.")
-    try:
-        forget_seed = data.get("forget_seed")
-        return Split(
-            dataset=str(data["dataset"]),
-            seed=int(data["seed"]),
-            known=tuple(str(i) for i in data["known"]),
-            unseen=tuple(str(i) for i in data["unseen"]),
-            train=_keys_map(data["train"]),
-            test=_keys_map(data["test"]),
-            holdout=_keys_map(data.get("holdout") or {}),
-            forget_mode=str(data.get("forget_mode", "none")),
-            forget_identities=tuple(str(i) for i in data.get("forget_identities") or ()),
-            forget_keys=tuple(str(k) for k in data.get("forget_keys") or ()),
-            forget_seed=None if forget_seed is None else int(forget_seed),
-        )
-    except (TypeError, ValueError, AttributeError) as error:
-        raise SplitError(f"{source} has a malformed field: {error}.") from error
+    forget_seed = data.get("forget_seed")
+    forget_mode = data.get("forget_mode", "none")
+    split = Split(
+        dataset=_text(data["dataset"], "dataset", source),
+        seed=check_seed(data["seed"], f"{source}: seed"),
+        known=_text_list(data["known"], "known", source),
+        unseen=_text_list(data["unseen"], "unseen", source),
+        train=_keys_field(data["train"], "train", source),
+        test=_keys_field(data["test"], "test", source),
+        holdout=_keys_field(data.get("holdout") or {}, "holdout", source),
+        forget_mode=_text(forget_mode, "forget_mode", source),
+        forget_identities=_text_list(data.get("forget_identities") or [], "forget_identities", source),
+        forget_keys=_text_list(data.get("forget_keys") or [], "forget_keys", source),
+        forget_seed=None if forget_seed is None else check_seed(forget_seed, f"{source}: forget_seed"),
+    )
+    _check_structure(split, source)
+    return split
 
 
 def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
@@ -416,19 +485,48 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r:.60} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def load_split(path: str | os.PathLike[str]) -> Split:
     """Read a split written by :func:`save_split`.
 
+    The file must be strict JSON (no NaN / Infinity, no key twice in an object, at most
+    :data:`MAX_SPLIT_FILE_BYTES`) and pass :func:`split_from_dict`'s checks.
+
     Raises:
-        SplitError: if the file is missing, not JSON, or not a split of a supported version.
+        SplitError: if the file is missing, not JSON, nested too deeply, or not a valid split of a supported version.
     """
     source = Path(path)
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        if source.is_file() and source.stat().st_size > MAX_SPLIT_FILE_BYTES:
+            raise SplitError(
+                f"Split file {source} has {source.stat().st_size} bytes; a split file has at most "
+                f"{MAX_SPLIT_FILE_BYTES}."
+            )
+        text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SplitError(f"Split file {source} does not exist.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except IsADirectoryError:
+        raise SplitError(f"Split file {source} is a folder, not a JSON file.") from None
+    except (OSError, UnicodeDecodeError) as error:
         raise SplitError(f"Cannot read split file {source}: {error}.") from error
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise SplitError(f"Cannot read split file {source}: its JSON is nested too deeply to be a split.") from None
+    except ValueError as error:  # json.JSONDecodeError, NaN / Infinity, a key twice
+        raise SplitError(f"Cannot read split file {source}: {error}.") from None
     return split_from_dict(data, source=f"Split file {source}")
 
 

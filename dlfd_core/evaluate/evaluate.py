@@ -21,6 +21,11 @@ Embedding leakage: can the forgotten people still be matched by the model's feat
 ``forget_verification_auc`` scores pairs involving a forgotten person among forget, held-out and unseen photos;
 ``forget_nn_identification`` identifies forgotten photos by 1-NN: held-out photos of forgotten people against all
 training photos (identity mode), or the forgotten photos against the retained training photos (instance mode).
+
+Too few photos: every part may be tiny (a person enrolled with 5 photos trains on 3 of them). A metric the photos at
+hand cannot define is NaN, never an exception, and NaN propagates (``forgetting_score`` and ``nomus`` of a NaN attack
+are NaN). Why each NaN is NaN, in a short sentence, comes from :func:`undefined_reasons` or the ``reasons=`` dict of
+:func:`compute_metrics`, and is kept in a report's ``meta["undefined"]`` (see :func:`report_from_outputs`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from ..data.splits import Split, aligned_for
 from ..data.transforms import crops_to_tensor
 from ..errors import DataError
 from .metrics import (
+    MIAResult,
     accuracy,
     accuracy_gap,
     activation_distance,
@@ -117,13 +123,44 @@ def collect_parts(
     }
 
 
-def _safe(name: str, fn: Callable[[], float], metrics: dict[str, float]) -> None:
-    """Store ``fn()`` as ``metrics[name]``, or NaN (with a log line) when the data cannot define it."""
+def _safe(name: str, fn: Callable[[], float], metrics: dict[str, float], reasons: dict[str, str]) -> None:
+    """Store ``fn()`` as ``metrics[name]``, or NaN and the reason (with a log line) when the data cannot define it."""
     try:
         metrics[name] = float(fn())
     except DataError as exc:
         log.info("metric %s undefined here: %s", name, exc)
         metrics[name] = math.nan
+        reasons[name] = str(exc)
+
+
+def _accuracy_of(part: SplitOutputs, name: str) -> float:
+    """Accuracy on one part; :class:`DataError` when the part has no photo with a class."""
+    if not bool(np.any(part.labelled)):
+        raise DataError(f"no photos with a class in {name}" if len(part) else f"no photos in {name}")
+    return accuracy(part.logits, part.labels)
+
+
+def _derived(name: str, value: float, sources: tuple[str, ...], m: dict[str, float], reasons: dict[str, str]) -> None:
+    """Store a metric computed from others (NaN in, NaN out); a NaN takes the reason of the first NaN source."""
+    m[name] = value
+    if math.isnan(value):
+        why = next((reasons[s] for s in sources if s in reasons), "one of the values it is computed from is missing")
+        reasons[name] = why
+
+
+def _attack(prefix: str, run: Callable[[], MIAResult], m: dict[str, float], reasons: dict[str, str]) -> float:
+    """Run one membership attack into ``{prefix}_acc`` / ``{prefix}_auc``; the accuracy, NaN when undefined."""
+    try:
+        result = run()
+    except DataError as exc:
+        log.info("%s undefined here: %s", prefix, exc)
+        m[f"{prefix}_acc"] = m[f"{prefix}_auc"] = math.nan
+        reasons[f"{prefix}_acc"] = reasons[f"{prefix}_auc"] = str(exc)
+        return math.nan
+    m[f"{prefix}_acc"], m[f"{prefix}_auc"] = result.accuracy, result.auc
+    if math.isnan(result.auc):
+        reasons[f"{prefix}_auc"] = "no round of the attack held out both kinds of photos (too few on one side)"
+    return result.accuracy
 
 
 def compute_metrics(
@@ -132,44 +169,84 @@ def compute_metrics(
     *,
     gold: Mapping[str, SplitOutputs] | None = None,
     seed: int = 0,
+    reasons: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Every metric of a model from its per-part outputs (and the gold model's, for the alignment metrics)."""
+    """Every metric of a model from its per-part outputs (and the gold model's, for the alignment metrics).
+
+    Any part may be tiny or empty: a metric that its photos cannot define (e.g. a membership attack on 3 forget
+    photos; the balanced attacks need 6) is NaN, and metrics computed from a NaN are NaN. Metrics of a part that is
+    absent are left out.
+
+    Args:
+        outputs: the model's outputs per part (see :data:`PARTS`).
+        split: the split (its ``forget_mode`` chooses the non-members and the identification probe).
+        gold: the gold model's outputs per part, for the alignment metrics.
+        seed: seed of the balanced attacks' subsample and of the linear probes.
+        reasons: when given, cleared and filled with one short sentence per NaN metric, saying why it is NaN
+            (``{"forgetting_score": "the loss-based membership attack needs at least 6 training photos being
+            forgotten and 6 photos never trained on; got 3 and 40 (3 of each after balancing)"}``).
+
+    Returns:
+        ``{metric name: value}``, NaN where undefined.
+    """
+    why: dict[str, str] = {}
     m: dict[str, float] = {}
     out = dict(outputs)
     for name in ("retain_train", "retain_test", "forget_train", "forget_test"):
         if name in out:
-            m[f"{name}_acc"] = accuracy(out[name].logits, out[name].labels)
+            part = out[name]
+            _safe(f"{name}_acc", lambda part=part, name=name: _accuracy_of(part, name), m, why)
     forget = out.get("forget_train")
     test_parts = [out[p] for p in ("retain_test", "forget_test") if p in out]
     if forget is not None and test_parts:
         test_losses = np.concatenate([p.losses for p in test_parts])
         test_logits = np.concatenate([p.logits for p in test_parts])
         for balanced, suffix in ((False, ""), (True, "_balanced")):
-            try:
-                attack = mia_logistic(forget.losses, test_losses, balanced=balanced, seed=seed)
-            except DataError as exc:
-                log.info("loss attack undefined: %s", exc)
-                m[f"mia{suffix}_acc"] = m[f"mia{suffix}_auc"] = math.nan
-                continue
-            m[f"mia{suffix}_acc"], m[f"mia{suffix}_auc"] = attack.accuracy, attack.auc
+            _attack(
+                f"mia{suffix}",
+                lambda b=balanced: mia_logistic(forget.losses, test_losses, balanced=b, seed=seed),
+                m,
+                why,
+            )
         test_acc = m.get("retain_test_acc", math.nan)
+        if "retain_test" not in out:
+            why.setdefault("retain_test_acc", "no held-out photos of the people the model keeps")
         for mia_key, suffix in (("mia_balanced_acc", ""), ("mia_acc", "_unbalanced")):
-            m[f"forgetting_score{suffix}"] = forgetting_score(m[mia_key])
-            m[f"nomus{suffix}"] = nomus(test_acc, m[mia_key])
+            _derived(f"forgetting_score{suffix}", forgetting_score(m[mia_key]), (mia_key,), m, why)
+            _derived(f"nomus{suffix}", nomus(test_acc, m[mia_key]), (mia_key, "retain_test_acc"), m, why)
         nonmember_logits = out["unseen"].logits if split.forget_mode == "identity" and "unseen" in out else test_logits
-        try:
-            attack = mia_label_free(forget.logits, nonmember_logits, balanced=True, seed=seed)
-            m["label_free_mia_acc"], m["label_free_mia_auc"] = attack.accuracy, attack.auc
-            m["forgetting_score_label_free"] = forgetting_score(attack.accuracy)
-            m["nomus_label_free"] = nomus(test_acc, attack.accuracy)
-        except DataError as exc:
-            log.info("label-free attack undefined: %s", exc)
-            for key in ("label_free_mia_acc", "label_free_mia_auc", "forgetting_score_label_free", "nomus_label_free"):
-                m[key] = math.nan
-    _embedding_metrics(out, split, m, seed)
+        label_free = _attack(
+            "label_free_mia",
+            lambda: mia_label_free(forget.logits, nonmember_logits, balanced=True, seed=seed),
+            m,
+            why,
+        )
+        _derived("forgetting_score_label_free", forgetting_score(label_free), ("label_free_mia_acc",), m, why)
+        _derived("nomus_label_free", nomus(test_acc, label_free), ("label_free_mia_acc", "retain_test_acc"), m, why)
+    _embedding_metrics(out, split, m, seed, why)
     if gold is not None:
-        _gold_metrics(out, gold, m)
+        _gold_metrics(out, gold, m, why)
+    if reasons is not None:
+        reasons.clear()
+        reasons.update({k: v for k, v in why.items() if k in m and math.isnan(m[k])})
     return m
+
+
+def undefined_reasons(
+    outputs: Mapping[str, SplitOutputs],
+    split: Split,
+    *,
+    gold: Mapping[str, SplitOutputs] | None = None,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Why each NaN metric of :func:`compute_metrics` is NaN: ``{metric name: short sentence}``.
+
+    This computes the metrics again; a caller that computes them anyway passes ``reasons={}`` to
+    :func:`compute_metrics` instead (or reads a report's ``meta["undefined"]``).
+    """
+    reasons: dict[str, str] = {}
+    compute_metrics(outputs, split, gold=gold, seed=seed, reasons=reasons)
+    return reasons
 
 
 def _stack(parts: list[SplitOutputs]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -180,29 +257,30 @@ def _stack(parts: list[SplitOutputs]) -> tuple[np.ndarray, list[str], np.ndarray
     )
 
 
-def _embedding_metrics(out: dict[str, SplitOutputs], split: Split, m: dict[str, float], seed: int) -> None:
+def _embedding_metrics(
+    out: dict[str, SplitOutputs], split: Split, m: dict[str, float], seed: int, why: dict[str, str]
+) -> None:
     held_out = [out[p] for p in ("retain_test", "forget_test", "unseen") if p in out]
     if held_out:
         feats, ids, _ = _stack(held_out)
-        _safe("verification_auc", lambda: verification_auc(feats, ids), m)
+        _safe("verification_auc", lambda: verification_auc(feats, ids), m, why)
     if "unseen" in out:
-        _safe("unseen_verification_auc", lambda: verification_auc(out["unseen"].features, out["unseen"].identities), m)
-        _safe(
-            "unseen_nn_identification",
-            lambda: loo_nn_identification(out["unseen"].features, out["unseen"].identities),
-            m,
-        )
+        unseen = out["unseen"]
+        _safe("unseen_verification_auc", lambda: verification_auc(unseen.features, unseen.identities), m, why)
+        _safe("unseen_nn_identification", lambda: loo_nn_identification(unseen.features, unseen.identities), m, why)
     if "retain_train" in out and "retain_test" in out:
         tr, te = out["retain_train"], out["retain_test"]
         _safe(
             "retain_nn_identification",
             lambda: nn_identification(tr.features, tr.identities, te.features, te.identities),
             m,
+            why,
         )
         _safe(
             "retain_linear_probe_acc",
             lambda: linear_probe_accuracy(tr.features, tr.labels, te.features, te.labels, seed=seed),
             m,
+            why,
         )
     if "forget_train" not in out:
         return
@@ -210,38 +288,57 @@ def _embedding_metrics(out: dict[str, SplitOutputs], split: Split, m: dict[str, 
     targets = set(forget.identities)
     pool = [out[p] for p in ("forget_train", "forget_test", "retain_test", "unseen") if p in out]
     feats, ids, _ = _stack(pool)
-    _safe("forget_verification_auc", lambda: verification_auc_for(feats, ids, targets), m)
-    if split.forget_mode == "identity" and "forget_test" in out:
+    _safe("forget_verification_auc", lambda: verification_auc_for(feats, ids, targets), m, why)
+    if split.forget_mode == "identity" and len(out.get("forget_test", ())):
         gallery = [out[p] for p in ("retain_train", "forget_train") if p in out]
         g_feats, g_ids, g_labels = _stack(gallery)
         probe = out["forget_test"]
+    elif split.forget_mode == "identity":
+        # matching the forget photos against a gallery without their person can never succeed: undefined, not 0
+        reason = "no held-out photos of the forgotten people to identify"
+        for name in ("forget_nn_identification", "linear_probe_acc"):
+            m[name], why[name] = math.nan, reason
+        return
     else:
         g_feats, g_ids, g_labels = _stack([out["retain_train"]]) if "retain_train" in out else (None, [], None)
         probe = forget
     if g_feats is not None:
         _safe(
-            "forget_nn_identification", lambda: nn_identification(g_feats, g_ids, probe.features, probe.identities), m
+            "forget_nn_identification",
+            lambda: nn_identification(g_feats, g_ids, probe.features, probe.identities),
+            m,
+            why,
         )
         _safe(
             "linear_probe_acc",
             lambda: linear_probe_accuracy(g_feats, g_labels, probe.features, probe.labels, seed=seed),
             m,
+            why,
         )
 
 
-def _gold_metrics(out: dict[str, SplitOutputs], gold: Mapping[str, SplitOutputs], m: dict[str, float]) -> None:
-    if "forget_train" in out and "forget_train" in gold:
+def _gold_metrics(
+    out: dict[str, SplitOutputs], gold: Mapping[str, SplitOutputs], m: dict[str, float], why: dict[str, str]
+) -> None:
+    def gap(name: str) -> float:
+        return accuracy_gap(_accuracy_of(out[name], name), _accuracy_of(gold[name], f"the gold model's {name}"))
+
+    def paired(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[], float]:
         mine, theirs = out["forget_train"], gold["forget_train"]
-        m["forget_acc_gap_to_gold"] = accuracy_gap(
-            accuracy(mine.logits, mine.labels), accuracy(theirs.logits, theirs.labels)
-        )
-        m["js_to_gold"] = js_divergence(mine.logits, theirs.logits)
-        m["activation_distance_to_gold"] = activation_distance(mine.logits, theirs.logits)
+        if len(mine) == 0 or len(theirs) == 0:
+            return lambda: _raise(DataError("no photos in forget_train"))
+        return lambda: fn(mine.logits, theirs.logits)
+
+    if "forget_train" in out and "forget_train" in gold:
+        _safe("forget_acc_gap_to_gold", lambda: gap("forget_train"), m, why)
+        _safe("js_to_gold", paired(js_divergence), m, why)
+        _safe("activation_distance_to_gold", paired(activation_distance), m, why)
     if "retain_test" in out and "retain_test" in gold:
-        m["retain_test_acc_gap_to_gold"] = accuracy_gap(
-            accuracy(out["retain_test"].logits, out["retain_test"].labels),
-            accuracy(gold["retain_test"].logits, gold["retain_test"].labels),
-        )
+        _safe("retain_test_acc_gap_to_gold", lambda: gap("retain_test"), m, why)
+
+
+def _raise(error: Exception) -> float:
+    raise error
 
 
 def evaluate_model(
@@ -271,8 +368,18 @@ def report_from_outputs(
     seed: int = 0,
     meta: Mapping[str, Any] | None = None,
 ) -> Report:
-    """The :class:`Report` of a model from its per-part outputs (see :func:`compute_metrics`)."""
-    metrics = compute_metrics(outputs, split, gold=gold, seed=seed)
-    info = {"forget_mode": split.forget_mode, "seed": seed, "parts": {k: len(v) for k, v in outputs.items()}}
+    """The :class:`Report` of a model from its per-part outputs (see :func:`compute_metrics`).
+
+    ``meta["undefined"]`` (present when some metric is NaN) maps each NaN metric to why it is NaN.
+    """
+    reasons: dict[str, str] = {}
+    metrics = compute_metrics(outputs, split, gold=gold, seed=seed, reasons=reasons)
+    info: dict[str, Any] = {
+        "forget_mode": split.forget_mode,
+        "seed": seed,
+        "parts": {k: len(v) for k, v in outputs.items()},
+    }
+    if reasons:
+        info["undefined"] = reasons
     info.update(meta or {})
     return Report(metrics=metrics, meta=info)

@@ -175,12 +175,26 @@ def _attack_features(values: np.ndarray, name: str, width: int) -> np.ndarray:
     return array
 
 
+def _fewest_per_side(balanced: bool) -> tuple[int, int]:
+    """The fewest members (= non-members) and the fewest samples in all the attack's splitter accepts.
+
+    ``StratifiedShuffleSplit`` needs >= 2 samples per class and >= 2 held-out samples (``ceil(0.1 * n) >= 2``);
+    a balanced attack has equal sides, so each side needs 6 with the default 10% held out.
+    """
+    total = 2
+    while math.ceil(MIA_TEST_SIZE * total) < 2:
+        total += 1
+    per_side = max(2, math.ceil(total / 2)) if balanced else 2
+    return per_side, max(total, 2 * per_side)
+
+
 def _run_attack(member: np.ndarray, nonmember: np.ndarray, *, balanced: bool, seed: int, what: str) -> MIAResult:
     """Logistic-regression attack with the DLFD protocol on ``[n, d]`` member / non-member features."""
-    if member.shape[0] == 0 or nonmember.shape[0] == 0:
+    m_given, n_given = int(member.shape[0]), int(nonmember.shape[0])
+    if m_given == 0 or n_given == 0:
         raise DataError(
-            f"the {what} needs member (forget) and non-member samples; got {member.shape[0]} members and "
-            f"{nonmember.shape[0]} non-members"
+            f"the {what} needs training photos being forgotten (members) and photos never trained on (non-members); "
+            f"got {m_given} and {n_given}"
         )
     if balanced:
         rng = np.random.default_rng(seed)
@@ -191,12 +205,16 @@ def _run_attack(member: np.ndarray, nonmember: np.ndarray, *, balanced: bool, se
             nonmember = nonmember[np.sort(rng.choice(nonmember.shape[0], size=n_small, replace=False))]
     n_member, n_nonmember = int(member.shape[0]), int(nonmember.shape[0])
     n_total = n_member + n_nonmember
-    # StratifiedShuffleSplit needs >= 2 samples per class and >= 2 held-out samples (ceil(0.1 * n) >= 2).
-    if min(n_member, n_nonmember) < 2 or math.ceil(MIA_TEST_SIZE * n_total) < 2:
+    per_side, in_all = _fewest_per_side(balanced)
+    if min(n_member, n_nonmember) < per_side or n_total < in_all or math.ceil(MIA_TEST_SIZE * n_total) < 2:
+        if balanced:
+            raise DataError(
+                f"the {what} needs at least {per_side} training photos being forgotten and {per_side} photos never "
+                f"trained on; got {m_given} and {n_given} ({n_member} of each after balancing)"
+            )
         raise DataError(
-            f"the {what} needs at least 2 member and 2 non-member samples and 11 samples in all "
-            f"({MIA_N_SPLITS}-fold stratified shuffle split, {MIA_TEST_SIZE:g} held out); got {n_member} members "
-            f"and {n_nonmember} non-members{' after balancing' if balanced else ''}"
+            f"the {what} needs at least {per_side} training photos being forgotten, at least {per_side} photos never "
+            f"trained on and {in_all} in all; got {m_given} and {n_given}"
         )
     # Same layout as the DLFD / NeurIPS-2023 starting-kit code: non-members first, labelled 0; then members, 1.
     x = np.concatenate([nonmember, member], axis=0)
@@ -247,7 +265,8 @@ def mia_logistic(
         The attack's :class:`MIAResult`.
 
     Raises:
-        DataError: a side is empty, there are too few samples for the splitter, or a loss is not finite.
+        DataError: a side is empty, there are too few samples for the splitter (balanced: at least 6 on each side;
+            unbalanced: at least 2 on each side and 11 in all), or a loss is not finite.
     """
     member = _attack_features(member_losses, "member losses", 1)
     nonmember = _attack_features(nonmember_losses, "non-member losses", 1)
@@ -291,6 +310,8 @@ def mia_label_free(
 
 def _mia_value(mia: float | MIAResult) -> float:
     value = mia.accuracy if isinstance(mia, MIAResult) else float(mia)
+    if math.isnan(value):
+        return value
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"an attack accuracy must lie in [0, 1], got {value}")
     return value
@@ -300,7 +321,11 @@ def forgetting_score(mia: float | MIAResult) -> float:
     """The DLFD forgetting score ``FS = |MIA - 0.5|`` (0 is best: the attack is at chance).
 
     Args:
-        mia: attack accuracy in ``[0, 1]``, or an :class:`MIAResult`.
+        mia: attack accuracy in ``[0, 1]``, or an :class:`MIAResult`; NaN (too few photos to run the attack, see
+            :func:`dlfd_core.evaluate.evaluate.compute_metrics`) gives NaN.
+
+    Raises:
+        ValueError: an accuracy outside ``[0, 1]`` that is not NaN.
     """
     return abs(_mia_value(mia) - 0.5)
 
@@ -309,13 +334,17 @@ def nomus(test_accuracy: float, mia: float | MIAResult) -> float:
     """Normalised machine-unlearning score ``(test_accuracy + 1 - 2 * FS) / 2`` of the DLFD paper.
 
     Args:
-        test_accuracy: accuracy on the test set, in ``[0, 1]``.
-        mia: attack accuracy in ``[0, 1]``, or an :class:`MIAResult`.
+        test_accuracy: accuracy on the test set, in ``[0, 1]``, or NaN (no test photo).
+        mia: attack accuracy in ``[0, 1]``, or an :class:`MIAResult`, or NaN (too few photos for the attack).
 
     Returns:
-        A score in ``[0, 1]``, higher is better.
+        A score in ``[0, 1]``, higher is better; NaN when either input is NaN (it cannot be judged).
+
+    Raises:
+        ValueError: an input outside ``[0, 1]`` that is not NaN.
     """
-    if not 0.0 <= test_accuracy <= 1.0:
+    test_accuracy = float(test_accuracy)
+    if not math.isnan(test_accuracy) and not 0.0 <= test_accuracy <= 1.0:
         raise ValueError(f"test_accuracy must lie in [0, 1], got {test_accuracy}")
     return (test_accuracy + 1.0 - 2.0 * forgetting_score(mia)) / 2.0
 
@@ -522,7 +551,9 @@ def nn_identification(
     gallery = _unit_rows(gallery_features, "gallery_features")
     probe = _unit_rows(probe_features, "probe_features")
     if gallery.shape[0] == 0 or probe.shape[0] == 0:
-        raise DataError(f"identification needs a gallery and probes; got {gallery.shape[0]} and {probe.shape[0]}")
+        raise DataError(
+            f"identification needs gallery photos and photos to identify; got {gallery.shape[0]} and {probe.shape[0]}"
+        )
     if gallery.shape[1] != probe.shape[1]:
         raise ValueError(f"gallery dim {gallery.shape[1]} != probe dim {probe.shape[1]}")
     g_ids = _identity_array(gallery_identities, gallery.shape[0], "gallery_identities")

@@ -8,7 +8,9 @@ of the tensor contents so that a damaged file is refused instead of silently loa
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from torch import nn
 
 from ..errors import DLFDError, WeightsError
 from ..paths import atomic_write
-from .registry import create_backbone
+from .registry import backbone_factory, create_backbone
 
 __all__ = [
     "FORMAT_NAME",
@@ -29,8 +31,10 @@ __all__ = [
     "create_model",
     "load_model",
     "model_config",
+    "read_model_config",
     "read_model_metadata",
     "save_model",
+    "validate_config",
 ]
 
 FORMAT_NAME = "dlfd_core.FaceClassifier"
@@ -39,6 +43,35 @@ FORMAT_VERSION = 1
 # Backbone kwargs that only say where pretrained weights come from; they are not part of the architecture
 # and are left out of the saved config (a saved file carries its own weights).
 _LOAD_ONLY_KWARGS = frozenset({"weights"})
+
+# Limits a model config must respect before anything is built from it (a file's header is not trusted).
+MAX_NUM_CLASSES = 100_000
+MAX_HEAD_LAYERS = 8
+MAX_HEAD_WIDTH = 65_536
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_INPUT_SIZE = 1024  # input side in pixels: faces are aligned to far smaller crops
+MAX_EMBEDDING_DIM = 65_536
+_MAX_KWARG_TEXT = 200
+# Parts of a backbone argument's name that say it names a file, a folder or a download: never taken from a config.
+_PATH_LIKE_NAMES = ("weights", "path", "file", "checkpoint", "dir", "url", "root")
+# Bytes per element of each safetensors dtype.
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 
 
 class ModelConfigError(DLFDError, ValueError):
@@ -198,38 +231,132 @@ def model_config(model: FaceClassifier) -> dict[str, Any]:
     return config
 
 
-def build_from_config(config: Mapping[str, Any]) -> FaceClassifier:
-    """Build a freshly initialised :class:`FaceClassifier` from :func:`model_config` output.
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    The backbone is always created with ``pretrained=False``: the weights come from wherever the config came from.
+
+def _backbone_arguments(name: str) -> tuple[set[str], set[str]]:
+    """(architecture kwargs a config may give backbone ``name``, kwargs refused because they name files)."""
+    try:
+        parameters = inspect.signature(backbone_factory(name)).parameters.values()
+    except (TypeError, ValueError):  # a factory without a signature: accept no kwargs
+        return set(), set()
+    names = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.name != "pretrained"
+    }
+    files = {n for n in names if n in _LOAD_ONLY_KWARGS or any(part in n.lower() for part in _PATH_LIKE_NAMES)}
+    return names - files, files
+
+
+def validate_config(config: Any) -> dict[str, Any]:
+    """Check a model config (e.g. read from a file's header) before anything is built from it.
+
+    Accepted: a registered backbone; ``backbone_kwargs`` that the backbone's factory takes and that do not name a
+    file (``weights`` and the like are refused: a model file carries its own weights and may never make the loader
+    open another path), each a short JSON scalar; ``num_classes`` an integer in [2, :data:`MAX_NUM_CLASSES`]; at most
+    :data:`MAX_HEAD_LAYERS` hidden head widths, each in [1, :data:`MAX_HEAD_WIDTH`]; a dropout in [0, 1); an input
+    size up to :data:`MAX_INPUT_SIZE` and an embedding size up to :data:`MAX_EMBEDDING_DIM`.
+
+    Returns:
+        The config as a plain dict.
 
     Raises:
-        ModelConfigError: the config is malformed.
+        ModelConfigError: naming the first bad field and value.
         UnknownNameError: the backbone is not registered.
     """
     if not isinstance(config, Mapping) or config.get("format") != FORMAT_NAME:
         raise ModelConfigError(f"not a {FORMAT_NAME} config")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelConfigError(f"unsupported config version {config.get('format_version')!r}")
-    try:
-        name = config["backbone"]
-        kwargs = dict(config.get("backbone_kwargs", {}))
-        num_classes = config["num_classes"]
-        head = config.get("head", {})
-        hidden = tuple(head.get("hidden", ()))
-        dropout = float(head.get("dropout", 0.5))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelConfigError(f"malformed model config: {exc!r}") from exc
+        raise ModelConfigError(
+            f"unsupported config version {config.get('format_version')!r} (this dlfd_core reads {FORMAT_VERSION})"
+        )
+    name = config.get("backbone")
     if not isinstance(name, str):
-        raise ModelConfigError(f"malformed model config: backbone name {name!r}")
-    backbone = create_backbone(name, pretrained=False, **kwargs)
+        raise ModelConfigError(f"malformed model config: backbone name {name!r} is not text")
+    allowed, files = _backbone_arguments(name)  # UnknownNameError for an unregistered backbone
+    kwargs = config.get("backbone_kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise ModelConfigError(f"backbone_kwargs must be an object, got {kwargs!r:.80}")
+    for key, value in kwargs.items():
+        if key in files:
+            raise ModelConfigError(
+                f"backbone_kwargs {key!r} names a file to load; a model file carries its own weights and may not make "
+                "the loader open another path"
+            )
+        if key not in allowed:
+            takes = ", ".join(sorted(allowed)) if allowed else "none"
+            raise ModelConfigError(f"backbone {name!r} has no argument {key!r:.80} (backbone_kwargs it takes: {takes})")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ModelConfigError(f"backbone_kwargs {key!r} must be finite, got {value!r}")
+        if key == "input_size" and not (_is_int(value) and 1 <= value <= MAX_INPUT_SIZE):
+            raise ModelConfigError(
+                f"backbone_kwargs input_size must be an integer from 1 to {MAX_INPUT_SIZE}, got {value!r:.40}"
+            )
+        if _is_int(value) and abs(value) > 2**31:
+            raise ModelConfigError(f"backbone_kwargs {key!r} is out of range: {value}")
+        if isinstance(value, str) and len(value) > _MAX_KWARG_TEXT:
+            raise ModelConfigError(f"backbone_kwargs {key!r} is longer than {_MAX_KWARG_TEXT} characters")
+        if not isinstance(value, (bool, int, float, str)):
+            raise ModelConfigError(f"backbone_kwargs {key!r} must be a number, text or true/false, got {value!r:.80}")
+    num_classes = config.get("num_classes")
+    if not _is_int(num_classes) or not 2 <= num_classes <= MAX_NUM_CLASSES:
+        raise ModelConfigError(
+            f"num_classes must be an integer from 2 to {MAX_NUM_CLASSES} (the most classes a model file may have), "
+            f"got {num_classes!r:.80}"
+        )
+    head = config.get("head", {})
+    if not isinstance(head, Mapping):
+        raise ModelConfigError(f"head must be an object, got {head!r:.80}")
+    hidden = head.get("hidden", [])
+    if (
+        not isinstance(hidden, (list, tuple))
+        or len(hidden) > MAX_HEAD_LAYERS
+        or not all(_is_int(h) and 1 <= h <= MAX_HEAD_WIDTH for h in hidden)
+    ):
+        raise ModelConfigError(
+            f"head hidden widths must be at most {MAX_HEAD_LAYERS} integers from 1 to {MAX_HEAD_WIDTH}, "
+            f"got {hidden!r:.80}"
+        )
+    dropout = head.get("dropout", 0.5)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ModelConfigError(f"head dropout must be a number in [0, 1), got {dropout!r:.80}")
+    for key, limit in (("embedding_dim", MAX_EMBEDDING_DIM), ("input_size", MAX_INPUT_SIZE)):
+        if key in config and not (_is_int(config[key]) and 1 <= config[key] <= limit):
+            raise ModelConfigError(f"{key} must be an integer from 1 to {limit}, got {config[key]!r:.80}")
+    if not isinstance(config.get("pretrained", False), bool):
+        raise ModelConfigError(f"pretrained must be true or false, got {config.get('pretrained')!r:.80}")
+    return dict(config)
+
+
+def build_from_config(config: Mapping[str, Any]) -> FaceClassifier:
+    """Build a freshly initialised :class:`FaceClassifier` from :func:`model_config` output.
+
+    The backbone is always created with ``pretrained=False``: the weights come from wherever the config came from.
+    The config is checked with :func:`validate_config` first.
+
+    Raises:
+        ModelConfigError: the config is malformed.
+        UnknownNameError: the backbone is not registered.
+    """
+    validate_config(config)
+    backbone = create_backbone(config["backbone"], pretrained=False, **dict(config.get("backbone_kwargs", {})))
+    return _assemble(config, backbone)
+
+
+def _assemble(config: Mapping[str, Any], backbone: nn.Module) -> FaceClassifier:
+    """A classifier on ``backbone`` with the head of a config checked by :func:`validate_config`."""
+    name = config["backbone"]
+    head = config.get("head", {})
     model = FaceClassifier(
         backbone,
-        num_classes,
-        head_hidden=hidden,
-        head_dropout=dropout,
+        config["num_classes"],
+        head_hidden=tuple(head.get("hidden", ())),
+        head_dropout=float(head.get("dropout", 0.5)),
         backbone_name=name,
-        backbone_kwargs=kwargs,
+        backbone_kwargs=dict(config.get("backbone_kwargs", {})),
         pretrained=bool(config.get("pretrained", False)),
     )
     expected = (config.get("embedding_dim", model.embedding_dim), config.get("input_size", model.input_size))
@@ -239,6 +366,19 @@ def build_from_config(config: Mapping[str, Any]) -> FaceClassifier:
             f"the config says {expected}"
         )
     return model
+
+
+def _head_shapes(config: Mapping[str, Any], embedding_dim: int) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of the head a checked config describes (computed: nothing is allocated)."""
+    hidden = list(config.get("head", {}).get("hidden", ()))
+    widths = [embedding_dim, *hidden, config["num_classes"]]
+    if not hidden:
+        return {"head.weight": (widths[1], widths[0]), "head.bias": (widths[1],)}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        shapes[f"head.{3 * layer}.weight"] = (width_out, width_in)  # Linear, ReLU, Dropout per hidden layer
+        shapes[f"head.{3 * layer}.bias"] = (width_out,)
+    return shapes
 
 
 def _tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -310,48 +450,170 @@ def save_model(
     return target
 
 
-def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Header metadata and tensors of a safetensors file; WeightsError on any read problem."""
+def _parse_json(text: str | bytes, what: str, file: Path) -> Any:
+    """``json.loads`` that turns every failure (bad JSON, nesting too deep) into a WeightsError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WeightsError(f"{file}: its {what} is nested too deeply to be a dlfd_core model file") from None
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{file}: its {what} is not valid JSON ({exc})") from None
+
+
+def _looks_like_pickle(prefix: bytes) -> bool:
+    """A zip (torch.save's format) or a pickle stream (protocol 2 and later)."""
+    return prefix.startswith(b"PK\x03\x04") or (len(prefix) >= 2 and prefix[0] == 0x80 and 2 <= prefix[1] <= 5)
+
+
+def _read_header(file: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """Read and check a safetensors file's header without reading any tensor.
+
+    Returns:
+        The string metadata and, per tensor, its shape.
+
+    Raises:
+        WeightsError: missing file, a pickle or other foreign file, a header that is too large, not JSON, or
+            malformed (unknown dtype, shapes or offsets that do not fit the file), or no dlfd_core model header.
+    """
+    if not file.exists():
+        raise WeightsError(f"model file not found: {file}")
+    if not file.is_file():
+        raise WeightsError(f"{file} is not a file; give a .safetensors model file")
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            prefix = handle.read(8)
+            length = int.from_bytes(prefix, "little")
+            if _looks_like_pickle(prefix) and (len(prefix) < 8 or length > min(size - 8, MAX_HEADER_BYTES)):
+                raise WeightsError(
+                    f"{file} is a pickle / torch.save checkpoint, not a safetensors model file; dlfd_core never "
+                    "unpickles files (they can run code): save models with dlfd_core's save_model"
+                )
+            if len(prefix) < 8:
+                raise WeightsError(f"{file} is not a safetensors file: it has only {size} bytes")
+            if length > min(size - 8, MAX_HEADER_BYTES):
+                raise WeightsError(
+                    f"{file} is not a safetensors file (or is truncated): its header claims {length} bytes, "
+                    f"the file has {size - 8} after the length field (at most {MAX_HEADER_BYTES} allowed)"
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise WeightsError(f"cannot read model file {file}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WeightsError(f"{file} is not a safetensors file: its header is not UTF-8 JSON") from None
+    header = _parse_json(text, "safetensors header", file)
+    if not isinstance(header, dict):
+        raise WeightsError(f"{file} is not a safetensors file: its header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise WeightsError(f"{file}: its safetensors __metadata__ must map names to text")
+    if metadata.get("format") != FORMAT_NAME:
+        raise WeightsError(f"{file} is not a dlfd_core model file (no {FORMAT_NAME} header)")
+    data_size = size - 8 - length
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if not isinstance(entry, dict):
+            raise WeightsError(f"{file}: header entry {name!r:.80} is not a tensor description")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in _DTYPE_BYTES:
+            raise WeightsError(f"{file}: tensor {name!r:.80} has unknown dtype {dtype!r:.40}")
+        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) and d >= 0 for d in shape):
+            raise WeightsError(f"{file}: tensor {name!r:.80} has a malformed shape {shape!r:.80}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_size
+            or offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_BYTES[dtype]
+        ):
+            raise WeightsError(
+                f"{file}: tensor {name!r:.80} (shape {shape}, {dtype}) does not fit its data offsets "
+                f"{offsets!r:.80} in a file with {data_size} data bytes (truncated or corrupted)"
+            )
+        shapes[name] = tuple(shape)
+    return dict(metadata), shapes
+
+
+def _config_from_header(file: Path, header: Mapping[str, str]) -> dict[str, Any]:
+    """The checked model config of a file's header (nothing is built)."""
+    if "config" not in header:
+        raise WeightsError(f"{file} has no model config in its header")
+    config = _parse_json(header["config"], "model config", file)
+    try:
+        return validate_config(config)
+    except DLFDError as exc:
+        raise WeightsError(f"{file} has an unusable model config: {exc}") from exc
+
+
+def _check_shapes(
+    file: Path, config: Mapping[str, Any], backbone: nn.Module, shapes: Mapping[str, tuple[int, ...]], delta: bool
+) -> None:
+    """The file's tensors must be the state dict of ``config``'s architecture (in delta mode: all of the head and
+    some of the backbone), with the same shapes; checked before any tensor is read or the head is allocated."""
+    embedding_dim = getattr(backbone, "embedding_dim", None)
+    if not _is_int(embedding_dim):
+        raise WeightsError(f"{file}: backbone {config['backbone']!r} has no integer embedding_dim")
+    head = _head_shapes(config, embedding_dim)
+    expected = {f"backbone.{k}": tuple(v.shape) for k, v in backbone.state_dict().items()} | head
+    where = f"{file} does not fit its own config ({config['backbone']!r}, {config['num_classes']} classes)"
+    unknown = sorted(set(shapes) - set(expected))
+    if unknown:
+        raise WeightsError(f"{where}: unexpected tensors {unknown[:5]}")
+    missing = sorted((set(head) if delta else set(expected)) - set(shapes))
+    if missing:
+        raise WeightsError(f"{where}: missing tensors {missing[:5]}")
+    for name, shape in shapes.items():
+        if shape != expected[name]:
+            raise WeightsError(
+                f"{where}: tensor {name!r} has shape {list(shape)}, the architecture needs {list(expected[name])}"
+            )
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
-    if not path.is_file():
-        raise WeightsError(f"model file not found: {path}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = dict(handle.metadata() or {})
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as exc:  # truncated file, bad header, not safetensors at all, ...
-        raise WeightsError(f"cannot read model file {path} (corrupted or not a safetensors file): {exc}") from exc
-    if header.get("format") != FORMAT_NAME:
-        raise WeightsError(f"{path} is not a dlfd_core model file (no {FORMAT_NAME} header)")
-    return header, tensors
+        raise WeightsError(f"cannot read model file {file} (corrupted or not a safetensors file): {exc}") from exc
 
 
 def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The caller metadata stored by :func:`save_model`, without building the model.
+    """The caller metadata stored by :func:`save_model`, without building the model or reading its tensors.
 
     Raises:
         WeightsError: unreadable or foreign file.
     """
-    from safetensors import safe_open
-
     file = Path(path)
-    if not file.is_file():
-        raise WeightsError(f"model file not found: {file}")
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            header = dict(handle.metadata() or {})
-        if header.get("format") != FORMAT_NAME:
-            raise WeightsError(f"{file} is not a dlfd_core model file (no {FORMAT_NAME} header)")
-        return dict(json.loads(header["metadata"]))
-    except WeightsError:
-        raise
-    except Exception as exc:
-        raise WeightsError(f"cannot read model metadata from {file}: {exc}") from exc
+    header, _ = _read_header(file)
+    metadata = _parse_json(header.get("metadata", "{}"), "metadata", file)
+    if not isinstance(metadata, dict):
+        raise WeightsError(f"cannot read model metadata from {file}: it is not a JSON object")
+    return dict(metadata)
+
+
+def read_model_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked architecture config of a model file (see :func:`validate_config`), from its header only:
+    no tensor is read and nothing is built, so callers can check e.g. the class count before loading.
+
+    Raises:
+        WeightsError: unreadable or foreign file, or an unusable config.
+    """
+    file = Path(path)
+    header, _ = _read_header(file)
+    return _config_from_header(file, header)
 
 
 def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> FaceClassifier:
     """Load a file written by :func:`save_model`.
+
+    The header is checked before anything is allocated or any other file is opened: a safetensors header within
+    :data:`MAX_HEADER_BYTES`, the dlfd_core format, a config that passes :func:`validate_config` (registered
+    backbone, no file paths, bounded sizes), and tensor names and shapes that fit that config. Pickle files are
+    refused, never unpickled.
 
     Args:
         path: the ``.safetensors`` file.
@@ -364,17 +626,26 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
         WeightsError: the file is missing, corrupted (checksum, header or tensors), or does not fit its config.
     """
     file = Path(path)
-    header, tensors = _read_file(file)
+    header, shapes = _read_header(file)
+    delta = header.get("delta", "none")
+    if delta not in ("none", "pretrained"):
+        raise WeightsError(f"{file}: unknown delta mode {delta!r:.40} in its header (expected none or pretrained)")
+    config = _config_from_header(file, header)
+    metadata = _parse_json(header.get("metadata", "{}"), "metadata", file)
+    try:
+        backbone = create_backbone(config["backbone"], pretrained=False, **dict(config.get("backbone_kwargs", {})))
+    except DLFDError as exc:
+        raise WeightsError(f"{file} has an unusable model config: {exc}") from exc
+    _check_shapes(file, config, backbone, shapes, delta == "pretrained")
+    tensors = _read_tensors(file)
     if header.get("sha256") != _tensor_digest(tensors):
         raise WeightsError(f"{file} is corrupted: its tensor checksum does not match")
     try:
-        config = json.loads(header["config"])
-        metadata = json.loads(header.get("metadata", "{}"))
-        model = build_from_config(config)
-    except (KeyError, ValueError, DLFDError) as exc:
+        model = _assemble(config, backbone)
+    except DLFDError as exc:
         raise WeightsError(f"{file} has an unusable model config: {exc}") from exc
     try:
-        if header.get("delta") == "pretrained":
+        if delta == "pretrained":
             base = _pretrained_backbone_state(model)
             unknown = sorted(set(tensors) - set(model.state_dict()))
             if unknown:

@@ -36,14 +36,22 @@ def backbone_names() -> list[str]:
     return sorted(_BACKBONES)
 
 
+def backbone_factory(name: str) -> BackboneFactory:
+    """The factory registered as ``name``.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        return _BACKBONES[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(backbone_names())}") from None
+
+
 def create_backbone(name: str, *, pretrained: bool = True, **kwargs: Any) -> nn.Module:
     """Create a registered backbone.
 
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        factory = _BACKBONES[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(backbone_names())}") from None
-    return factory(pretrained=pretrained, **kwargs)
+    return backbone_factory(name)(pretrained=pretrained, **kwargs)

@@ -104,6 +104,7 @@ class BadTeacher(Method):
     lr: float = setting(1e-4, "Adam learning rate of the trainable backbone layers", min=0.0, max=1.0)
     head_lr: float = setting(1e-4, "Adam learning rate of the classification head", min=0.0, max=10.0)
     weight_decay: float = setting(0.0, "Adam weight decay (L2)", min=0.0, max=1.0)
+    momentum: float = setting(0.9, "not used: this method's optimiser is Adam", min=0.0, max=0.999)
     temperature: float = setting(1.0, "softmax temperature of the KL to the teachers", min=0.01, max=100.0)
     retain_fraction: float = setting(
         0.3, "share of the retain set mixed with the forget set (drawn once)", min=0.0, max=1.0

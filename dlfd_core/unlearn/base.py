@@ -16,8 +16,9 @@ import copy
 import dataclasses
 import logging
 import math
+import numbers
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import MAX_SEED, read_flag, read_number, read_whole, shown
+from ..checks import check_seed as _check_seed
 from ..errors import CancelledError, DLFDError, UnknownNameError
 from ..progress import ProgressFn, no_progress
 
@@ -35,6 +38,8 @@ __all__ = [
     "RunContext",
     "UnlearnData",
     "UnlearnResult",
+    "check_seed",
+    "coerce_settings",
     "create_method",
     "method_class",
     "method_names",
@@ -45,8 +50,35 @@ __all__ = [
 
 
 def setting(default: Any, help: str, **limits: Any) -> Any:  # noqa: A002 - mirrors argparse's name
-    """A method's hyper-parameter: a dataclass field with a help text and optional ``min``/``max``/``choices``."""
+    """A method's hyper-parameter: a dataclass field with a help text and optional ``min``/``max``/``choices``.
+
+    Every number setting has both ``min`` and ``max`` (generous but finite: a form or a command line must not be
+    able to start a run of 10**9 epochs). ``display`` is an optional human form of the default for forms and
+    tables (e.g. ``"1/255 ≈ 0.00392"``); without it :meth:`Method.fields_info` formats the default itself.
+    """
     return field(default=default, metadata={"help": help, **limits})
+
+
+SEED_MAX = MAX_SEED
+"""Largest seed a run accepts (numpy's seeding limit; torch's generators accept it too)."""
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an ``int`` in ``[0, 2**32 - 1]`` (see :func:`dlfd_core.checks.check_seed`).
+
+    Raises:
+        DLFDError: not a whole number (bools, text, 2.5, NaN and infinities are refused too), or out of range.
+    """
+    return _check_seed(seed, "the seed")
+
+
+def _display(value: Any) -> str:
+    """A setting's value as a person reads it: floats to 4 significant digits, booleans as true / false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,16 +360,58 @@ def method_class(name: str) -> type[Method]:
 def create_method(name: str, **settings: Any) -> Method:
     """An instance of method ``name`` with ``settings`` overriding its defaults.
 
+    Values must already have their setting's type (``True``, not ``"true"``); text from a form or a command line
+    goes through :func:`coerce_settings` first.
+
     Raises:
         UnknownNameError: no such method, or a setting it does not have.
-        DLFDError: a setting outside its allowed range.
+        DLFDError: a setting of the wrong type, not finite, or outside its allowed range.
     """
     cls = method_class(name)
+    _check_known(cls, settings)
+    return cls(**settings)
+
+
+def _check_known(cls: type[Method], settings: Mapping[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise UnknownNameError(f"{name} has no setting {', '.join(unknown)}; it has {', '.join(sorted(known))}")
-    return cls(**settings)
+        raise UnknownNameError(f"{cls.name} has no setting {', '.join(unknown)}; it has {', '.join(sorted(known))}")
+
+
+def coerce_settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings typed by a person (form fields, ``--set k=v``) as each setting's own type, for :func:`create_method`.
+
+    * bool: ``True``/``False``, or the text ``"true"``/``"false"``/``"1"``/``"0"`` in any case (never Python's
+      ``bool("false")``, which is ``True``);
+    * int: a whole number, also written as ``3.0`` or ``"3"``; ``2.5``, ``True``, NaN and infinities are refused,
+      never rounded;
+    * float: a number or its text (``"1e-3"``); NaN and infinities are refused;
+    * text: text only.
+
+    Ranges are checked by the method itself when it is created.
+
+    Raises:
+        UnknownNameError: no such method, or a setting it does not have.
+        DLFDError: a value that does not read as its setting's type; the message names the setting.
+    """
+    cls = method_class(name)
+    _check_known(cls, settings)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    return {key: _coerce(cls.name, key, defaults[key], value) for key, value in settings.items()}
+
+
+def _coerce(method: str, key: str, default: Any, value: Any) -> Any:
+    what = f"{method}: {key}"
+    if isinstance(default, bool):
+        return read_flag(value, what)
+    if isinstance(default, int):
+        return read_whole(value, what)
+    if isinstance(default, float):
+        return read_number(value, what)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise DLFDError(f"{what} must be text, got {shown(value)}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,26 +446,34 @@ class Method:
             value = getattr(self, f.name)
             meta = f.metadata
             default = f.default
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise DLFDError(f"{self.name}: {f.name} must be true or false, got {value!r}")
-            if (
-                isinstance(default, int)
-                and not isinstance(default, bool)
-                and (isinstance(value, bool) or not isinstance(value, int))
-            ):
-                raise DLFDError(f"{self.name}: {f.name} must be a whole number, got {value!r}")
-            if isinstance(default, float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise DLFDError(f"{self.name}: {f.name} must be a finite number, got {value!r}")
-            if isinstance(default, str) and not isinstance(value, str):
-                raise DLFDError(f"{self.name}: {f.name} must be text, got {value!r}")
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise DLFDError(f"{self.name}: {f.name} must be true or false, got {shown(value)}")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise DLFDError(f"{self.name}: {f.name} must be a whole number, got {shown(value)}")
+                value = int(value)  # numpy integers become plain ints (JSON-able settings)
+            elif isinstance(default, float):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise DLFDError(f"{self.name}: {f.name} must be a finite number, got {shown(value)}")
+                try:
+                    value = float(value)
+                except OverflowError:  # an int beyond float's range
+                    raise DLFDError(f"{self.name}: {f.name} must be a finite number; got one too large") from None
+                if not math.isfinite(value):
+                    raise DLFDError(f"{self.name}: {f.name} must be a finite number, got {shown(value)}")
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise DLFDError(f"{self.name}: {f.name} must be text, got {shown(value)}")
+            if value is not getattr(self, f.name):
+                object.__setattr__(self, f.name, value)
             if "choices" in meta and value not in meta["choices"]:
                 raise DLFDError(f"{self.name}: {f.name} must be one of {', '.join(map(str, meta['choices']))}")
             if isinstance(value, bool):
                 continue
             if "min" in meta and value < meta["min"] or "max" in meta and value > meta["max"]:
                 raise DLFDError(
-                    f"{self.name}: {f.name} must lie in [{meta.get('min')}, {meta.get('max')}], got {value}"
+                    f"{self.name}: {f.name} must lie in [{_display(meta.get('min'))}, {_display(meta.get('max'))}], "
+                    f"got {shown(value)}"
                 )
 
     def settings(self) -> dict[str, Any]:
@@ -400,11 +482,17 @@ class Method:
 
     @classmethod
     def fields_info(cls) -> list[dict[str, Any]]:
-        """Each setting's name, type, default, help and limits (what a UI needs to build a form)."""
+        """Each setting's name, type, default, help and limits (what a UI needs to build a form).
+
+        ``display`` is the default as a person reads it: the setting's own ``display`` when it declares one
+        (``"1/255 ≈ 0.00392"``), else floats to 4 significant digits (``0.0005``) and booleans as true / false.
+        """
         out = []
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            out.append({"name": f.name, "type": type(default).__name__, "default": default, **f.metadata})
+            info = {"name": f.name, "type": type(default).__name__, "default": default, **f.metadata}
+            info.setdefault("display", _display(default))
+            out.append(info)
         return out
 
     def run(
@@ -423,15 +511,18 @@ class Method:
             model: a trained :class:`~dlfd_core.models.FaceClassifier`; never modified.
             data: retain / forget (and optional holdout / non-member) inputs.
             device: where to run; CUDA runs use bfloat16 autocast when ``amp`` is on.
-            seed: seeds every random choice of the run (data order, noise, random labels, initialisation).
+            seed: seeds every random choice of the run (data order, noise, random labels, initialisation); a whole
+                number in ``[0, 2**32 - 1]``.
             progress: called with the fraction done (rising to 1.0) and a stage message.
             should_stop: polled at every step; when it returns True the run raises :class:`CancelledError` and the
                 caller's model is still the original.
 
         Raises:
-            DLFDError: the method cannot run on this data (e.g. a whole-class method on instance forgetting).
+            DLFDError: the method cannot run on this data (e.g. a whole-class method on instance forgetting), or
+                ``seed`` is not a whole number in ``[0, 2**32 - 1]``.
             CancelledError: cancelled through ``should_stop``.
         """
+        seed = check_seed(seed)
         if data.forget_mode not in self.modes:
             raise DLFDError(f"{self.name} supports {' and '.join(self.modes)} forgetting, not {data.forget_mode}")
         if self.needs_holdout and not data.has_holdout:

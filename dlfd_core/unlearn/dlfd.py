@@ -34,7 +34,8 @@ Adaptations to this project (each a setting):
 * **Feature space** (``feature_space``): the paper leaves open whether ``g`` is the embedding or the logits (the
   released code uses logits). Default: the embedding, the representation a face-recognition system exposes and the
   one the leakage metrics read. Measured choice, see ``docs/unlearning.md``.
-* **Scale**: learning rates are the training recipe's (the default pretrained model diverges at a few times these);
+* **Scale**: learning rates are a fifth of the training recipe's (the default pretrained model diverges at a few
+  times the recipe's);
   ``step_size`` is in pixel units (the paper's 0.4 / 2.0 were in ImageNet-normalised units, ~0.09 / 0.45 in pixels,
   with 15 / 20 steps); ``steps`` defaults to fewer than the paper's 15 because each step is a full forward and
   backward pass to the input.
@@ -142,8 +143,19 @@ class DLFD(Method):
 
     lr: float = setting(1e-4, "learning rate of the trainable backbone layers (1/5 of the recipe's)", min=0.0, max=1.0)
     head_lr: float = setting(1e-3, "learning rate of the classification head (1/5 of the recipe's)", min=0.0, max=10.0)
-    steps: int = setting(5, "perturbation steps K per batch (paper: 15 / 20)", min=0, max=100)
-    step_size: float = setting(1.0 / 255, "signed-gradient step α in pixel units (images in [0, 1])", min=0.0, max=1.0)
+    steps: int = setting(
+        5,
+        "perturbation steps K per batch (paper: 15 / 20; fewer here, as each step is a backward pass to the input)",
+        min=0,
+        max=100,
+    )
+    step_size: float = setting(
+        1.0 / 255,
+        "signed-gradient step α in pixel units (images in [0, 1]): one grey level, 1/255",
+        min=0.0,
+        max=1.0,
+        display="1/255 ≈ 0.00392",
+    )
     ot_weight: float = setting(3.0, "weight of the OT distance in the perturbation (paper: 3 / 7)", min=0.0, max=1e3)
     ce_weight_start: float = setting(
         0.5, "CE weight λ at the first batch (paper: 0 on ages / 0.5 on emotions)", min=0.0, max=1e3
@@ -153,14 +165,24 @@ class DLFD(Method):
         "features", "what OT compares: the embedding or the logits", choices=("features", "logits")
     )
     ot_cost: str = setting("cosine", "pairwise cost inside OT (released code: cosine)", choices=COSTS)
-    sinkhorn_epsilon: float = setting(0.05, "entropic regularisation ε of Sinkhorn (released code: 0.01)", min=1e-4)
+    sinkhorn_epsilon: float = setting(
+        0.05,
+        "entropic regularisation ε of Sinkhorn (released code: 0.01); at most 10, five times the cosine cost's "
+        "range [0, 2], beyond which the transport plan is uniform and OT says nothing",
+        min=1e-4,
+        max=10.0,
+    )
     ot_on: str = setting(
         "perturbed",
         "OT on the perturbed batch (paper) or the clean one (released code)",
         choices=("perturbed", "clean"),
     )
     stop_threshold: float = setting(
-        0.1, "stop perturbing once |AUC − 0.5| of the confidence attack is below this (paper: 0.15 / 0.23)", min=0.0
+        0.1,
+        "stop perturbing once |AUC − 0.5| of the confidence attack is below this (paper: 0.15 / 0.23); 0 never "
+        "stops, and as |AUC − 0.5| is at most 0.5, anything above 0.5 (up to the limit, 1) stops after one batch",
+        min=0.0,
+        max=1.0,
     )
     monitor_samples: int = setting(48, "non-member photos the forgetting score is measured on", min=0, max=10_000)
     reset_forget_classes: bool = setting(True, "identity mode: re-initialise the forgotten people's output rows")
@@ -246,6 +268,9 @@ class DLFDReleased(DLFD):
     )
 
 
+_NO_TRAINING = "not used: the class reset trains nothing"
+
+
 @register_method
 @dataclass(frozen=True, kw_only=True)
 class ClassReset(Method):
@@ -255,6 +280,15 @@ class ClassReset(Method):
     title = "Class reset (ablation)"
     paper = "this project's ablation of DLFD's identity-mode step"
     modes = ("identity",)
+
+    epochs: int = setting(1, _NO_TRAINING, min=1, max=100)
+    batch_size: int = setting(32, _NO_TRAINING, min=1, max=1024)
+    lr: float = setting(5e-4, _NO_TRAINING, min=0.0, max=1.0)
+    head_lr: float = setting(5e-3, _NO_TRAINING, min=0.0, max=10.0)
+    momentum: float = setting(0.9, _NO_TRAINING, min=0.0, max=0.999)
+    weight_decay: float = setting(5e-4, _NO_TRAINING, min=0.0, max=1.0)
+    trainable: str = setting("last", _NO_TRAINING, choices=("last", "all", "none"))
+    amp: bool = setting(True, _NO_TRAINING)
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
         ctx.plan(1)

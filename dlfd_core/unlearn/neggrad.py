@@ -7,9 +7,10 @@ under their own labels, for a few passes over the forget set, and never looks at
 ascent, so it forgets quickly and can damage what the model should keep; it has no repair phase.
 The authors' settings: Golatkar et al. give none beyond "fine-tuning with the negative gradient"; Jia et al. 2023's
 reference code for the same baseline ("GA") runs 5 epochs at lr 1e-4 on a CIFAR ResNet-18 trained at lr 0.1. Here
-the default is also 5 passes over the forget set, at this project's recipe rates (backbone 5e-4, head 5e-3): the
-pretrained model's rates are already 20x below the papers' 0.01, and a forget set of one person has a single batch,
-so 5 passes are 5 optimiser steps in all (Jia et al.'s runs took about 90: 4500 photos in batches of 256).
+the default is also 5 passes over the forget set, with the backbone at Jia et al.'s 1e-4 and the head at ten times
+that (1e-3, the recipe's head-to-backbone ratio): a fifth of this project's recipe rates (backbone 5e-4, head 5e-3,
+themselves 20x below the papers' 0.01). A forget set of one person has a single batch, so 5 passes are 5 optimiser
+steps in all (Jia et al.'s runs took about 90: 4500 photos in batches of 256).
 
 **NegGrad+** (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning", NeurIPS, arXiv 2302.09880) minimises
 ``α · CE(retain batch) − (1 − α) · CE(forget batch)`` over paired batches: each epoch is one pass over the retain set,

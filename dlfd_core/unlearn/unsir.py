@@ -138,6 +138,7 @@ class Unsir(Method):
     lr: float = setting(1e-4, "repair Adam learning rate of the trainable backbone layers", min=0.0, max=1.0)
     head_lr: float = setting(1e-4, "repair Adam learning rate of the classification head", min=0.0, max=10.0)
     weight_decay: float = setting(0.0, "Adam weight decay (L2)", min=0.0, max=1.0)
+    momentum: float = setting(0.9, "not used: this method's optimiser is Adam", min=0.0, max=0.999)
     impair_epochs: int = setting(1, "impair passes over the noise plus the retain photos", min=1, max=100)
     impair_scale: float = setting(2.0, "impair learning rates as a multiple of lr / head_lr", min=0.0, max=100.0)
     noise_batch: int = setting(32, "noise images learnt per forgotten class", min=1, max=1024)
