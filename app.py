@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import http.cookies
 import logging
 import math
 import os
+import re
+import secrets
 import tempfile
 import threading
 import time
@@ -106,6 +109,78 @@ RUNNER: studio.JobRunner | None = spaces.GPU(duration=ZERO_GPU_SECONDS)(studio.e
 # ------------------------------------------------------------------------------------------------- sessions
 _LIVE: dict[str, studio.Session] = {}  # session hash -> session, to clean up when the page closes
 _LOCK = threading.Lock()
+#: The cookie that says which browser a session belongs to; a session's files are served to that browser only.
+OWNER_COOKIE = "dlfd_owner"
+_OWNERS: dict[str, str] = {}  # session folder name -> owner cookie value
+
+
+def _cookie(headers: Any, name: str = OWNER_COOKIE) -> str | None:
+    """The value of cookie ``name`` in request headers (a mapping or ASGI ``(bytes, bytes)`` pairs), or None."""
+    if isinstance(headers, (list, tuple)):
+        raw = "; ".join(v.decode("latin-1") for k, v in headers if k.lower() == b"cookie")
+    else:
+        raw = headers.get("cookie", "") if headers is not None else ""
+    jar = http.cookies.SimpleCookie()
+    try:
+        jar.load(raw)
+    except http.cookies.CookieError:
+        return None
+    value = jar[name].value if name in jar else None
+    return value if value and re.fullmatch(r"[A-Za-z0-9_-]{20,100}", value) else None
+
+
+def _session_folder_of(target: str) -> str | None:
+    """The session folder name a requested file lies in, or None for any file outside the session folders."""
+    try:
+        resolved = Path(os.path.abspath(target)).resolve()
+        relative = resolved.relative_to(SESSIONS_ROOT.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return None
+    first = relative.parts[0] if relative.parts else ""
+    return first if first and first != "_bundled" else None
+
+
+class SessionFileGuard:
+    """ASGI middleware: a file in a session's folder is served only to the browser that owns the session.
+
+    Every browser gets a random owner cookie on its first request; :func:`build_demo`'s ``start`` records it with the
+    session. A request for a file under another session's folder (a shared link, a guessed or leaked path) gets 404,
+    as if the file did not exist. Files outside the session folders pass through to Gradio's own checks.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        owner = _cookie(headers)
+        path = scope.get("path", "")
+        if "/file=" in path:
+            folder = _session_folder_of(path.split("/file=", 1)[1])
+            if folder is not None and (owner is None or _OWNERS.get(folder) != owner):
+                await send(
+                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": b"Not found"})
+                return
+        if owner is not None:
+            await self.app(scope, receive, send)
+            return
+        forwarded = dict(headers).get(b"x-forwarded-proto", b"").decode("latin-1")
+        secure = scope.get("scheme") == "https" or forwarded.split(",")[0].strip() == "https"
+        # in an https iframe (a Hugging Face Space) the cookie must be SameSite=None; Partitioned keeps it per site
+        flags = "; Secure; SameSite=None; Partitioned" if secure else "; SameSite=Lax"
+        cookie = f"{OWNER_COOKIE}={secrets.token_urlsafe(32)}; Path=/; HttpOnly{flags}".encode("latin-1")
+
+        async def send_with_cookie(message: dict) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
 
 
 def _close(session: studio.Session | None) -> None:
@@ -251,15 +326,20 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     def start(request: gr.Request):
         session = studio.Session.start(workspace, SESSIONS_ROOT)
         key = getattr(request, "session_hash", None)
-        if key:
-            with _LOCK:
+        owner = _cookie(getattr(request, "headers", None))
+        with _LOCK:
+            if key:
                 _LIVE[key] = session
+            if owner:
+                _OWNERS[session.folder.name] = owner
         return session
 
     def end(request: gr.Request):
         key = getattr(request, "session_hash", None)
         with _LOCK:
             session = _LIVE.pop(key, None)
+            if session is not None:
+                _OWNERS.pop(session.folder.name, None)
         _close(session)
 
     bundled = _bundled_gallery(workspace)
@@ -530,6 +610,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         inputs=session_state,
                         outputs=[*result_outputs, run_status, run_button],
                         queue=False,
+                        api_name="book_run",
+                        api_visibility="undocumented",
                     )
                     run = booked.success(
                         functools.partial(do_run, name),
@@ -538,9 +620,22 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         concurrency_id="device",
                         concurrency_limit=1,
                         show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
+                        api_name="forget",
                     )
-                    run.failure(failed("the run"), inputs=session_state, outputs=run_status, queue=False)
-                    run.then(finish_job("a run"), inputs=session_state, outputs=run_button, queue=False)
+                    run.failure(
+                        failed("the run"),
+                        inputs=session_state,
+                        outputs=run_status,
+                        queue=False,
+                        api_visibility="private",
+                    )
+                    run.then(
+                        finish_job("a run"),
+                        inputs=session_state,
+                        outputs=run_button,
+                        queue=False,
+                        api_visibility="private",
+                    )
 
         gr.Markdown("### 3. Results")
         verdict.render()
@@ -564,7 +659,12 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
         enrol_files.change(check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count)
         booked = enrol_button.click(
-            start_job("an enrolment"), inputs=session_state, outputs=[enrol_status, enrol_button], queue=False
+            start_job("an enrolment"),
+            inputs=session_state,
+            outputs=[enrol_status, enrol_button],
+            queue=False,
+            api_name="book_enrolment",
+            api_visibility="undocumented",
         )
         enrolling = booked.success(
             do_enrol,
@@ -573,10 +673,19 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             concurrency_id="device",
             concurrency_limit=1,
             show_progress_on=[enrol_status],
+            api_name="enrol",
         )
-        enrolling.failure(failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False)
-        enrolling.then(finish_job("an enrolment"), inputs=session_state, outputs=enrol_button, queue=False)
-        cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False)
+        enrolling.failure(
+            failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False, api_visibility="private"
+        )
+        enrolling.then(
+            finish_job("an enrolment"),
+            inputs=session_state,
+            outputs=enrol_button,
+            queue=False,
+            api_visibility="private",
+        )
+        cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False, api_name="cancel")
     return demo
 
 
@@ -637,6 +746,8 @@ def _cell(value: Any) -> Any:
 
 
 if __name__ == "__main__":
+    from starlette.middleware import Middleware
+
     # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
     # instead of landing on the first click
     threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
@@ -645,4 +756,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
         css=CSS,
         max_file_size=MAX_FILE_SIZE,
+        app_kwargs={"middleware": [Middleware(SessionFileGuard)]},
     )
