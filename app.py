@@ -303,6 +303,16 @@ def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: lis
     return _gallery_files(folder, crops, captions, [f"{tag}_{i:03d}" for i in range(len(crops))])
 
 
+class _Number(gr.Number):
+    """A number field whose value reaches the handler as sent, for the app's own checks (:func:`_seed`, :func:`_typed`),
+    whose messages name the field: Gradio's would round 2.5 to 2 and fail on text or NaN without a message."""
+
+    is_template = True  # shown by Gradio's own number component
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
 # ------------------------------------------------------------------------------------------------- page
 INTRO = """# DLFD Studio
 Make a face-recognition model **forget a person**, and check that it really did: against a "gold" model retrained
@@ -585,7 +595,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 )
                 method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
                 with gr.Row():
-                    seed = gr.Number(
+                    seed = _Number(
                         0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
                     )
                     with_gold = gr.Checkbox(
@@ -657,7 +667,11 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         add_photo.click(add_webcam, inputs=[session_state, webcam, pending], outputs=[webcam, pending, photo_count])
         webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])
         example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
-        enrol_files.change(check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count)
+        # preprocess=False: the handlers read the files' records themselves (_file_path); Gradio's gr.File.preprocess
+        # would leave an empty temporary file per named photo, as many as a hand-made request names
+        enrol_files.change(
+            check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count, preprocess=False
+        )
         booked = enrol_button.click(
             start_job("an enrolment"),
             inputs=session_state,
@@ -674,6 +688,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             concurrency_limit=1,
             show_progress_on=[enrol_status],
             api_name="enrol",
+            preprocess=False,
         )
         enrolling.failure(
             failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False, api_visibility="private"
@@ -707,10 +722,10 @@ def _field_component(info: dict[str, Any]) -> gr.components.Component:
     if info["type"] == "bool":
         return gr.Checkbox(value=default, **common)
     if info["type"] == "int":
-        return gr.Number(value=default, precision=0, step=1, **common)
+        return _Number(value=default, precision=0, step=1, **common)
     if info["type"] == "float":
         step = 10.0 ** math.floor(math.log10(abs(default))) if default else 0.01
-        return gr.Number(value=default, step=step, **common)
+        return _Number(value=default, step=step, **common)
     return gr.Textbox(value=str(default), **common)
 
 
@@ -739,6 +754,13 @@ def _typed(info: dict[str, Any], value: Any) -> Any:
     return str(value)
 
 
+def _unknown_endpoint(request: Any, error: Exception) -> Any:
+    """A hand-made request for an API name no event has: 404 with Gradio's message, not a 500 (and a traceback)."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"detail": str(error)}, status_code=404)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 3)
@@ -746,6 +768,7 @@ def _cell(value: Any) -> Any:
 
 
 if __name__ == "__main__":
+    from gradio.route_utils import FnIndexInferError
     from starlette.middleware import Middleware
 
     # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
@@ -756,5 +779,8 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
         css=CSS,
         max_file_size=MAX_FILE_SIZE,
-        app_kwargs={"middleware": [Middleware(SessionFileGuard)]},
+        app_kwargs={
+            "middleware": [Middleware(SessionFileGuard)],
+            "exception_handlers": {FnIndexInferError: _unknown_endpoint},
+        },
     )

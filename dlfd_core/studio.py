@@ -49,7 +49,7 @@ from .errors import BusyError, CancelledError, DataError, DLFDError, TooFewFaces
 from .evaluate.evaluate import collect_parts, part_keys, split_parts
 from .evaluate.metrics import softmax
 from .evaluate.outputs import SplitOutputs, collect_outputs
-from .evaluate.report import format_table
+from .evaluate.report import METRICS, format_table
 from .experiment import ForgetOutcome, forget
 from .faces.faceset import FaceSetCheck, check_face_set, content_digest
 from .models import load_model, save_model
@@ -92,14 +92,17 @@ EXAMPLE_IDENTITY = "s35"
 #: A person's name: 1-40 letters (any script), digits, spaces, dots, apostrophes, dashes or underscores.
 NAME_PATTERN = re.compile(r"^[^\W_][\w .'-]{0,39}$")
 
-#: The metrics on the result cards: (metric, label, how to read it).
-CARD_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("retain_test_acc", "Accuracy on everyone else", "held-out photos of the people kept; higher is better"),
-    ("forget_train_acc", "Recognises the forgotten photos", "closer to the gold model is better"),
-    ("label_free_mia_acc", "Membership attack", "how often it tells forgotten photos from strangers'; 50% = chance"),
-    ("forgetting_score_label_free", "Forgetting score", "the attack's distance from chance (0.5); 0 is best"),
-    ("nomus_label_free", "NoMUS", "utility and forgetting in one number; higher is better"),
-    ("forget_verification_auc", "Embedding leakage", "can the face still be matched by features; compare with gold"),
+#: The metrics on the result cards: (metric, label, how to read it); the labels are the metric table's.
+CARD_METRICS: tuple[tuple[str, str, str], ...] = tuple(
+    (name, METRICS[name].title, reading)
+    for name, reading in (
+        ("retain_test_acc", "held-out photos of the people kept; higher is better"),
+        ("forget_train_acc", "closer to the gold model is better"),
+        ("label_free_mia_acc", "how often it tells forgotten photos from strangers'; 50% = chance"),
+        ("forgetting_score_label_free", "the attack's distance from chance (0.5); 0 is best"),
+        ("nomus_label_free", "utility and forgetting in one number; higher is better"),
+        ("forget_verification_auc", "can the face still be matched by features; compare with gold"),
+    )
 )
 
 

@@ -106,3 +106,20 @@ def test_split_keeps_each_group_of_near_copies_on_one_side(groups, train, holdou
     assert got == (train, holdout, test)
     for group in groups:
         assert sum(any(i in side for i in group) for side in got) == 1
+
+
+@pytest.mark.slow
+def test_on_real_faces_a_second_person_is_flagged_and_one_persons_photos_are_not(orl_aligned):
+    """ORL: seven photos of one unseen person and three of another; the dlib descriptors of the bundled backbone."""
+    from types import SimpleNamespace
+
+    def faces(identity: str, count: int) -> list[SimpleNamespace]:
+        rows = [i for i, name in enumerate(orl_aligned.identities) if name == identity][:count]
+        return [SimpleNamespace(crop=orl_aligned.crops[i]) for i in rows]
+
+    own = faces("s35", 7)
+    mixed = [*own[:4], *faces("s2", 3), *own[4:]]
+    check = studio._check_faces([None] * len(mixed), list(enumerate(mixed)))
+    assert [index for index, _ in check.other_person] == [4, 5, 6]
+    alone = studio._check_faces([None] * 7, list(enumerate(own)))
+    assert alone.other_person == () and alone.repeats == ()

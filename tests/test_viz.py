@@ -309,6 +309,7 @@ def test_runs_figure_groups_bars_and_separates_seconds() -> None:
     assert [list(t.y) for t in times] == [[12.0], [30.5]]
     assert all("seconds" in x for t in times for x in t.x)
     assert all(not any("seconds" in x for x in t.x) for t in scores)
+    assert list(scores[0].x) == ["Accuracy on everyone else ↑", "Recognises the forgotten photos →gold", "NoMUS ↑"]
     json.loads(fig.to_json())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -34,12 +34,19 @@ class MetricSpec:
         target: the fixed target of a ``"target"`` metric, or ``None`` when the target is the gold model's value
             (decided per report). Always ``None`` for ``"higher"`` / ``"lower"``.
         description: one plain-language sentence.
+        label: a short name for people (cards, tables, charts); the key when empty.
     """
 
     name: str
     direction: Direction
     target: float | None
     description: str
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        """:attr:`label`, or the key when the metric has none."""
+        return self.label or self.name
 
     def __post_init__(self) -> None:
         if self.direction not in ("higher", "lower", "target"):
@@ -106,6 +113,18 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("linear_probe_acc", "target", None, f"Linear probe on frozen features, forget people; {_GOLD}."),
     MetricSpec("retain_linear_probe_acc", "higher", None, "Linear probe on frozen features, retained people."),
 )
+
+_LABELS = {
+    "retain_test_acc": "Accuracy on everyone else",
+    "forget_train_acc": "Recognises the forgotten photos",
+    "forget_test_acc": "Recognises their held-out photos",
+    "label_free_mia_acc": "Membership attack",
+    "forgetting_score_label_free": "Forgetting score",
+    "nomus_label_free": "NoMUS",
+    "forget_verification_auc": "Embedding leakage",
+    "forget_acc_gap_to_gold": "Gap to gold (forgotten photos)",
+}
+_SPECS = tuple(replace(spec, label=_LABELS.get(spec.name, "")) for spec in _SPECS)
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Every registered metric by name, in display order."""

@@ -556,8 +556,10 @@ def _number(value: Any) -> float | None:
 
 
 def _metric_label(metric: str) -> str:
+    if metric == "unlearn_seconds":
+        return "Unlearning time (seconds)"
     spec = METRICS.get(metric)
-    return f"{metric} {spec.arrow}" if spec is not None else metric
+    return f"{spec.title} {spec.arrow}" if spec is not None else metric
 
 
 def _empty_figure(title: str, message: str) -> go.Figure:

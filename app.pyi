@@ -1,0 +1,792 @@
+"""DLFD Studio: pick or upload a face, make a face-recognition model forget it, and see what changed.
+
+A thin Gradio layer over ``dlfd_core``: the session logic is :mod:`dlfd_core.studio`, the figures
+:mod:`dlfd_core.viz`, the methods :mod:`dlfd_core.unlearn`. Run with ``make run`` (or ``python app.py``); it works
+offline on the bundled default. ``DLFD_HOST`` / ``DLFD_PORT`` (or Gradio's ``GRADIO_SERVER_NAME`` /
+``GRADIO_SERVER_PORT``) choose where it listens.
+
+Sessions: each browser session gets its own :class:`~dlfd_core.studio.Session` (held in ``gr.State``) with a private
+folder under ``SESSIONS_ROOT``; the folder (reports, models, face crops) is deleted when the page is closed, and
+uploaded photos are deleted as soon as their faces are aligned. Heavy jobs share one queue slot, so one runs at a
+time on the device.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import http.cookies
+import logging
+import math
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+# On a ZeroGPU Hugging Face Space (which sets SPACES_ZERO_GPU), `spaces` must be imported before torch, and each run
+# goes through its GPU decorator (see RUNNER); everywhere else the app does not need the package.
+ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+if ZERO_GPU:
+    import spaces
+
+import dlfd_core.faces  # noqa: E402, F401  (imported here, not first in the preload thread below)
+from dlfd_core import studio  # noqa: E402
+
+# Where this process computes (the workspace, enrolment). On ZeroGPU it must stay on the CPU: `spaces` makes
+# torch.cuda.is_available() true in the server process, but CUDA exists only inside a spaces.GPU call.
+HOST_DEVICE = "cpu" if ZERO_GPU else None
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    # Start loading the bundled default (faces, model, outputs: torch work, which releases the GIL) before Gradio and
+    # plotly are imported (Python work), so the two overlap at start-up; build_demo() waits for it.
+    _PRELOAD: concurrent.futures.Future[studio.Workspace] | None = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="workspace"
+    ).submit(studio.load_workspace, device=HOST_DEVICE)
+else:
+    _PRELOAD = None
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dlfd_core.checks import MAX_SEED, check_seed, read_flag, read_number, read_whole, shown  # noqa: E402
+from dlfd_core.errors import CancelledError, DLFDError, TooFewFacesError  # noqa: E402
+from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
+from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
+
+log = logging.getLogger("dlfd_studio")
+
+SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdir()) / "dlfd-studio-sessions"))
+RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
+RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
+#: The runs table's column titles, in words (the report files keep the keys).
+RUN_HEADERS = {
+    "run": "Run",
+    "forgot": "Forgot",
+    "method": "Method",
+    "settings": "Settings changed",
+    "seed": "Seed",
+    "device": "Device",
+    **{name: label for name, label, _ in studio.CARD_METRICS},
+    "unlearn_seconds": "Unlearning (s)",
+    "total_seconds": "Whole run (s)",
+}
+#: Jobs (runs and enrolments of all sessions) that may wait for the device at once; more are refused with a message.
+MAX_QUEUE = int(os.environ.get("DLFD_MAX_QUEUE", "16"))
+#: The largest file a person may upload.
+MAX_FILE_SIZE = "25mb"
+CREDITS = (
+    "Faces: the ORL Database of Faces, © AT&T Laboratories Cambridge. Face descriptor: dlib's ResNet (Davis King, "
+    "CC0) as ported by face-api. DLFD: Choi & Na, arXiv 2409.14747."
+)
+#: Page styles: status lines keep their height (so progress and queue position show), galleries wrap to the width.
+CSS = """
+.dlfd-status { min-height: 3.2em; }
+.dlfd-status .progress-text, .dlfd-status .meta-text { font-size: 0.95em; }
+#identity-gallery .grid-container {
+    grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)) !important;
+    grid-auto-rows: auto !important;
+}
+#identity-gallery .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
+#identity-gallery .thumbnail-item { aspect-ratio: 1 / 1; min-width: 0; }
+"""
+
+# How a run executes: on a ZeroGPU Space through its decorator (the job is pickled into the GPU worker process, and
+# the outcome back; the duration allows the slowest default run, a method plus the gold model, with room, and
+# ZeroGPU charges the quota by actual use); everywhere else in this process, with progress and Cancel.
+ZERO_GPU_SECONDS = 120
+RUNNER: studio.JobRunner | None = spaces.GPU(duration=ZERO_GPU_SECONDS)(studio.execute_job) if ZERO_GPU else None
+
+
+# ------------------------------------------------------------------------------------------------- sessions
+_LIVE: dict[str, studio.Session] = {}  # session hash -> session, to clean up when the page closes
+_LOCK = threading.Lock()
+#: The cookie that says which browser a session belongs to; a session's files are served to that browser only.
+OWNER_COOKIE = "dlfd_owner"
+_OWNERS: dict[str, str] = {}  # session folder name -> owner cookie value
+
+
+def _cookie(headers: Any, name: str = OWNER_COOKIE) -> str | None:
+    """The value of cookie ``name`` in request headers (a mapping or ASGI ``(bytes, bytes)`` pairs), or None."""
+    if isinstance(headers, (list, tuple)):
+        raw = "; ".join(v.decode("latin-1") for k, v in headers if k.lower() == b"cookie")
+    else:
+        raw = headers.get("cookie", "") if headers is not None else ""
+    jar = http.cookies.SimpleCookie()
+    try:
+        jar.load(raw)
+    except http.cookies.CookieError:
+        return None
+    value = jar[name].value if name in jar else None
+    return value if value and re.fullmatch(r"[A-Za-z0-9_-]{20,100}", value) else None
+
+
+def _session_folder_of(target: str) -> str | None:
+    """The session folder name a requested file lies in, or None for any file outside the session folders."""
+    try:
+        resolved = Path(os.path.abspath(target)).resolve()
+        relative = resolved.relative_to(SESSIONS_ROOT.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return None
+    first = relative.parts[0] if relative.parts else ""
+    return first if first and first != "_bundled" else None
+
+
+class SessionFileGuard:
+    """ASGI middleware: a file in a session's folder is served only to the browser that owns the session.
+
+    Every browser gets a random owner cookie on its first request; :func:`build_demo`'s ``start`` records it with the
+    session. A request for a file under another session's folder (a shared link, a guessed or leaked path) gets 404,
+    as if the file did not exist. Files outside the session folders pass through to Gradio's own checks.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        owner = _cookie(headers)
+        path = scope.get("path", "")
+        if "/file=" in path:
+            folder = _session_folder_of(path.split("/file=", 1)[1])
+            if folder is not None and (owner is None or _OWNERS.get(folder) != owner):
+                await send(
+                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": b"Not found"})
+                return
+        if owner is not None:
+            await self.app(scope, receive, send)
+            return
+        forwarded = dict(headers).get(b"x-forwarded-proto", b"").decode("latin-1")
+        secure = scope.get("scheme") == "https" or forwarded.split(",")[0].strip() == "https"
+        # in an https iframe (a Hugging Face Space) the cookie must be SameSite=None; Partitioned keeps it per site
+        flags = "; Secure; SameSite=None; Partitioned" if secure else "; SameSite=Lax"
+        cookie = f"{OWNER_COOKIE}={secrets.token_urlsafe(32)}; Path=/; HttpOnly{flags}".encode("latin-1")
+
+        async def send_with_cookie(message: dict) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _close(session: studio.Session | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def _friendly(error: BaseException, session: studio.Session | None = None) -> gr.Error:
+    """A message for the page: ours verbatim, anything else without a traceback (logged here). The session keeps
+    it, for the status line under its button."""
+    if isinstance(error, DLFDError):
+        message = str(error)
+    else:
+        log.exception("unexpected error", exc_info=error)
+        message = f"Something went wrong ({type(error).__name__}); it is in the server's log. Try again."
+    if session is not None:
+        session.last_error = message
+    return gr.Error(message)
+
+
+def _file_path(item: Any) -> str:
+    """The server path of a file Gradio handed to a handler (a path string, or an object with ``.name``/``path``)."""
+    if isinstance(item, str):
+        return item
+    path = getattr(item, "path", None) or getattr(item, "name", None)
+    if isinstance(item, dict):
+        path = item.get("path") or item.get("name")
+    if not isinstance(path, str):
+        raise DLFDError("An uploaded file came without a name; upload the photos again.")
+    return path
+
+
+def _progress(progress: gr.Progress, every: float = 0.25) -> Callable[[float, str], None]:
+    """Forward progress to the page at most every ``every`` seconds (or when the stage changes)."""
+    last = {"time": 0.0, "message": None}
+
+    def update(fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if message == last["message"] and now - last["time"] < every and fraction < 1.0:
+            return
+        last["time"], last["message"] = now, message
+        progress(min(max(fraction, 0.0), 1.0), desc=message or None)
+
+    return update
+
+
+def _upload_folder() -> Path:
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def _track(session: studio.Session | None, paths: list[str]) -> None:
+    """Hand the session the photos Gradio received for it, so that they are deleted when it ends, enrolled or not."""
+    if session is None:
+        return
+    root = _upload_folder()
+    for path in paths:
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(root):  # anything else is not an upload (and is never deleted)
+            session.track_upload(resolved)
+
+
+def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
+    """The photos to enrol: files this session received as uploads, or its own example copies.
+
+    A path named by a hand-made request is refused (neither read nor deleted) unless it is in Gradio's upload folder
+    and no other session received it, or in this session's example folder. More than
+    :data:`~dlfd_core.studio.MAX_UPLOAD_PHOTOS` are refused before any is read; this session's copies are deleted.
+    """
+    root, example = _upload_folder(), (session.folder / "example").resolve()
+    photos, refused = [], []
+    for path in dict.fromkeys(paths):  # the same file named twice is one photo
+        if not isinstance(path, str) or not path.strip():
+            raise DLFDError("An uploaded file came without a name; upload the photos again.")
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(example):
+            photos.append(resolved)
+        elif resolved.is_relative_to(root) and session.track_upload(resolved):
+            photos.append(resolved)
+        else:
+            refused.append(Path(path).name)
+    if refused:
+        raise DLFDError(f"'{refused[0]}' is not one of this page's uploads; upload the photos again.")
+    if len(photos) > studio.MAX_UPLOAD_PHOTOS:
+        for photo in photos:
+            if not photo.is_relative_to(example):
+                session.release_upload(photo)
+        raise DLFDError(
+            f"{len(photos)} photos chosen; at most {studio.MAX_UPLOAD_PHOTOS} are accepted. They were deleted from the "
+            "server; choose at most that many."
+        )
+    return photos
+
+
+def _gallery_files(folder: Path, crops: list[np.ndarray], captions: list[str], names: list[str]) -> list[tuple]:
+    """Write crops as PNG files into a served folder; (path, caption) pairs for a gallery."""
+    from PIL import Image
+
+    items = []
+    for crop, caption, name in zip(crops, captions, names, strict=True):
+        path = folder / f"{name}.png"
+        Image.fromarray(crop).save(path)
+        items.append((str(path), caption))
+    return items
+
+
+def _bundled_gallery(workspace: studio.Workspace) -> list[tuple]:
+    """The known people's faces (public ORL crops), written once per process."""
+    folder = SESSIONS_ROOT / "_bundled"
+    folder.mkdir(parents=True, exist_ok=True)
+    crops, names = zip(*workspace.gallery(), strict=True)
+    return _gallery_files(folder, list(crops), list(names), list(names))
+
+
+def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: list[str], tag: str) -> list[tuple]:
+    """Write crops into the session's folder (served from there, deleted with it) for a gallery."""
+    folder = session.folder / "images"
+    folder.mkdir(exist_ok=True)
+    return _gallery_files(folder, crops, captions, [f"{tag}_{i:03d}" for i in range(len(crops))])
+
+from gradio.events import Dependency
+
+class _Number(gr.Number):
+    """A number field whose value reaches the handler as sent, for the app's own checks (:func:`_seed`, :func:`_typed`),
+    whose messages name the field: Gradio's would round 2.5 to 2 and fail on text or NaN without a message."""
+
+    is_template = True  # shown by Gradio's own number component
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+# ------------------------------------------------------------------------------------------------- page
+INTRO = """# DLFD Studio
+Make a face-recognition model **forget a person**, and check that it really did: against a "gold" model retrained
+without them, with membership attacks and the embedding. Pick people below (or upload your own face set), choose a
+method (DLFD, Choi & Na 2024, by default), and run.
+
+**Model:** {description}
+"""
+
+
+def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
+    """Build the page on a loaded workspace (the bundled default when omitted)."""
+    if workspace is None:
+        workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace(device=HOST_DEVICE)
+    SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    # session folders an earlier run of the server left (after a crash); nothing else in the folder is touched
+    studio.remove_stale_sessions(SESSIONS_ROOT)
+    gr.set_static_paths([str(SESSIONS_ROOT)])
+    names = method_names()
+
+    def start(request: gr.Request):
+        session = studio.Session.start(workspace, SESSIONS_ROOT)
+        key = getattr(request, "session_hash", None)
+        owner = _cookie(getattr(request, "headers", None))
+        with _LOCK:
+            if key:
+                _LIVE[key] = session
+            if owner:
+                _OWNERS[session.folder.name] = owner
+        return session
+
+    def end(request: gr.Request):
+        key = getattr(request, "session_hash", None)
+        with _LOCK:
+            session = _LIVE.pop(key, None)
+            if session is not None:
+                _OWNERS.pop(session.folder.name, None)
+        _close(session)
+
+    bundled = _bundled_gallery(workspace)
+
+    def gallery_items(enrolled: tuple[str, str] | None = None):
+        """The known people; an enrolled face is served from its session's folder, never Gradio's shared cache."""
+        return [*bundled, enrolled] if enrolled else list(bundled)
+
+    def toggle(session: studio.Session, chosen: list[str] | None, evt: gr.SelectData):
+        known = session.identities if session is not None else workspace.split.known
+        chosen = list(chosen or [])
+        if evt.index is None or not 0 <= int(evt.index) < len(known):
+            return chosen
+        name = known[int(evt.index)]
+        return [c for c in chosen if c != name] if name in chosen else [*chosen, name]
+
+    def add_webcam(session, photo: str | None, pending: list[str]):
+        if not photo:
+            raise gr.Error("Take a photo with the webcam first.")
+        _track(session, [photo])
+        pending = [*(pending or []), photo]
+        return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
+
+    def do_enrol(session, name, files, pending, progress=gr.Progress()):  # noqa: B008
+        photos: list[Path] = []
+        try:
+            _check_session(session)
+            photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(pending or []))
+            enrolment = studio.enrol(
+                session,
+                name,
+                photos,
+                device=HOST_DEVICE or studio.default_device(),
+                progress=_progress(progress),
+                should_stop=session.cancel.is_set,
+            )
+        except CancelledError:
+            return {enrol_status: "Enrolment cancelled; nothing changed."}
+        except Exception as error:  # every failure reaches the page as a message
+            if isinstance(error, TooFewFacesError) and photos:
+                error = TooFewFacesError(f"{error} The photos were deleted from the server; choose them again.")
+            raise _friendly(error, session) from None
+        finally:
+            for photo in photos:  # the faces live on as aligned crops in the session only
+                session.release_upload(photo)
+        face = _image_paths(session, enrolment.crops[:1], [enrolment.name], "enrolled")[0]
+        failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
+        if failures:
+            count = len(enrolment.failures)
+            failures = f"**{count} {'photo' if count == 1 else 'photos'} without a usable face**\n{failures}"
+        return {
+            enrol_status: enrolment.summary,
+            enrol_crops: studio.faces_html(enrolment.crops, enrolment.captions),
+            enrol_failures: failures,
+            enrol_held: studio.predictions_html(enrolment.predictions),
+            forget_who: gr.update(choices=list(session.identities), value=[enrolment.name]),
+            people: gallery_items((face[0], enrolment.name)),
+            enrol_files: None,
+            pending: [],
+        }
+
+    def use_example(session):
+        paths = [str(p) for p in studio.example_photos(session)]
+        return paths, "visitor", f"{len(paths)} example photos chosen."
+
+    def check_photos(session, files, pending):
+        """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
+        _track(session, [_file_path(f) for f in (files or [])])
+        count = len(files or []) + len(pending or [])
+        return f"{count} {'photo' if count == 1 else 'photos'} chosen." if count else ""
+
+    def method_help(name: str) -> str:
+        cls = method_class(name)
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        return f"**{cls.title}** — {doc}"
+
+    result_outputs: list[gr.components.Component] = []  # filled below, once the components exist
+
+    def start_job(what: str):
+        def handler(session: studio.Session | None):
+            try:
+                _check_session(session)
+                session.reserve(what)
+            except Exception as error:
+                raise _friendly(error, session) from None
+            cleared = dict.fromkeys(result_outputs, None) if what == "a run" else {}
+            return {
+                **cleared,
+                (run_status if what == "a run" else enrol_status): "Waiting for the device…",
+                (run_button if what == "a run" else enrol_button): gr.update(interactive=False),
+            }
+
+        return handler
+
+    def finish_job(what: str):
+        def handler(session: studio.Session | None):
+            if session is not None and session.job == what:
+                session.release()  # the job never ran (refused, or the queue was full)
+            return gr.update(interactive=True)
+
+        return handler
+
+    def failed(what: str):
+        def handler(session: studio.Session | None):
+            message = session.last_error if session is not None and session.last_error else "see the message above"
+            return f"**{what.capitalize()} failed:** {message}"
+
+        return handler
+
+    def do_run(method_name, session, chosen, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
+        fields = method_class(method_name).fields_info()
+        try:
+            _check_session(session)
+            settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
+            log.info("run %s with %s", method_name, settings)
+            method = create_method(method_name, **settings)
+            record = studio.run_forget(
+                session,
+                chosen or [],
+                method,
+                seed=_seed(seed),
+                with_gold=read_flag(with_gold, "'Also train the gold model'"),
+                progress=_progress(progress),
+                should_stop=session.cancel.is_set,
+                runner=RUNNER,
+            )
+        except CancelledError:
+            return {run_status: "Run cancelled; nothing changed."}
+        except Exception as error:
+            raise _friendly(error, session) from None
+        log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
+        outputs = record.outcome.outputs
+        rows = session.runs_table()
+        return {
+            verdict: record.verdict,
+            cards: studio.cards_html(record),
+            predictions: studio.predictions_html(record.predictions),
+            plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            plot_attack: attack_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
+            plot_runs: runs_figure(rows),
+            downloads: [str(path) for path in record.files.values()],
+            run_status: f"Run {record.label} finished in {record.seconds:.1f} s.",
+        }
+
+    def cancel(session: studio.Session | None):
+        if session is not None and session.request_cancel():
+            return "Cancelling…"
+        return "Nothing is running to cancel."
+
+    with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
+        session_state = gr.State(None, delete_callback=_close)
+        pending = gr.State([])
+        # on ZeroGPU this process has no GPU; each run gets one (enrolment trains here, on the CPU)
+        where = "ZeroGPU GPU, one run at a time (enrolment trains on the CPU)" if ZERO_GPU else None
+        gr.Markdown(INTRO.format(description=workspace.describe(where)), elem_id="intro")
+        # Results first (unrendered), so the settings form's run event can name them; placed below.
+        verdict = gr.Markdown(elem_id="verdict", render=False)
+        cards = gr.HTML(elem_id="cards", render=False)
+        predictions = gr.HTML(label="Predictions before → after (→ gold)", elem_id="predictions", render=False)
+        plot_embedding = gr.Plot(label="Feature distributions", elem_id="plot-embedding", render=False)
+        plot_attack = gr.Plot(label="Membership attack", elem_id="plot-attack", render=False)
+        runs_table = gr.Dataframe(
+            headers=[RUN_HEADERS.get(c, c) for c in RUN_COLUMNS],
+            interactive=False,
+            elem_id="runs-table",
+            wrap=True,
+            render=False,
+        )
+        plot_runs = gr.Plot(label="Compare runs", elem_id="plot-runs", render=False)
+        downloads = gr.File(
+            label="Downloads: report (JSON, Markdown) and the unlearned model (safetensors)",
+            file_count="multiple",
+            interactive=False,
+            elem_id="downloads",
+            render=False,
+        )
+        result_outputs.extend([verdict, cards, predictions, plot_embedding, plot_attack, downloads])
+
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
+                people = gr.Gallery(
+                    value=gallery_items(),
+                    label="People the model knows",
+                    columns=10,
+                    height="auto",
+                    allow_preview=False,
+                    elem_id="identity-gallery",
+                )
+                forget_who = gr.Dropdown(
+                    choices=list(workspace.split.known),
+                    value=[],
+                    multiselect=True,
+                    label="People to forget",
+                    elem_id="forget-who",
+                )
+                with gr.Accordion(
+                    f"Or upload your own face set ({studio.MIN_ENROL_FACES}–{studio.MAX_UPLOAD_PHOTOS} photos of "
+                    "one person)",
+                    open=False,
+                ):
+                    gr.Markdown(
+                        "Your photos are used only in this browser session: faces are cut out, the photos deleted "
+                        "at once, and everything else when you close the page. The model is retrained with you as "
+                        "a new person, so that you can then be forgotten like anyone else. Copies of one photo are "
+                        "used once, and faces that look like someone else are pointed out. With fewer than "
+                        f"{studio.MIN_ATTACK_PHOTOS + 3} faces the membership attack has too few photos to judge."
+                    )
+                    enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
+                    example_button = gr.Button(
+                        "No photos at hand? Use an example face set (an ORL person the model never saw)",
+                        size="sm",
+                        elem_id="enrol-example",
+                    )
+                    enrol_files = gr.File(
+                        file_count="multiple", file_types=["image"], label="Photos", elem_id="enrol-files"
+                    )
+                    with gr.Row():
+                        webcam = gr.Image(
+                            sources=["webcam"],
+                            type="filepath",
+                            image_mode=None,
+                            label="Or take photos",
+                            elem_id="enrol-webcam",
+                        )
+                        add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
+                    photo_count = gr.Markdown(elem_id="enrol-count")
+                    enrol_button = gr.Button("Enrol this person", variant="primary", elem_id="enrol-button")
+                    enrol_status = gr.Markdown(elem_id="enrol-status", elem_classes=["dlfd-status"])
+                    enrol_failures = gr.Markdown(elem_id="enrol-failures")
+                    gr.Markdown("**Faces found**")
+                    enrol_crops = gr.HTML(elem_id="enrol-crops")
+                    gr.Markdown("**Recognition of the held-out photos**")
+                    enrol_held = gr.HTML(elem_id="enrol-heldout")
+            with gr.Column(scale=2):
+                gr.Markdown("### 2. Method and settings")
+                method = gr.Dropdown(
+                    choices=[(f"{method_class(n).title} ({n})", n) for n in names],
+                    value="dlfd",
+                    label="Method",
+                    elem_id="method",
+                )
+                method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
+                with gr.Row():
+                    seed = _Number(
+                        0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
+                    )
+                    with_gold = gr.Checkbox(
+                        True,
+                        label="Also train the gold model (retrained without them)",
+                        elem_id="with-gold",
+                        interactive=True,
+                    )
+                with gr.Row():
+                    run_button = gr.Button("Forget", variant="primary", elem_id="run")
+                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                run_status = gr.Markdown(elem_id="run-status", elem_classes=["dlfd-status"])
+
+                @gr.render(inputs=method)
+                def settings_form(name: str):
+                    with gr.Accordion(f"Settings of {name}", open=False, elem_id="settings"):
+                        values = [_field_component(f) for f in method_class(name).fields_info()]
+                    # the run's method is the one this form was built for; the session is booked at the click, so a
+                    # Cancel pressed while the run waits in the queue still counts, and a second click is refused
+                    booked = run_button.click(
+                        start_job("a run"),
+                        inputs=session_state,
+                        outputs=[*result_outputs, run_status, run_button],
+                        queue=False,
+                        api_name="book_run",
+                        api_visibility="undocumented",
+                    )
+                    run = booked.success(
+                        functools.partial(do_run, name),
+                        inputs=[session_state, forget_who, seed, with_gold, *values],
+                        outputs=[*result_outputs, runs_table, plot_runs, run_status],
+                        concurrency_id="device",
+                        concurrency_limit=1,
+                        show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
+                        api_name="forget",
+                    )
+                    run.failure(
+                        failed("the run"),
+                        inputs=session_state,
+                        outputs=run_status,
+                        queue=False,
+                        api_visibility="private",
+                    )
+                    run.then(
+                        finish_job("a run"),
+                        inputs=session_state,
+                        outputs=run_button,
+                        queue=False,
+                        api_visibility="private",
+                    )
+
+        gr.Markdown("### 3. Results")
+        verdict.render()
+        cards.render()
+        gr.Markdown("**Predictions before → after (→ gold)**")
+        predictions.render()
+        plot_embedding.render()
+        plot_attack.render()
+        gr.Markdown("### Runs in this session")
+        runs_table.render()
+        plot_runs.render()
+        downloads.render()
+        gr.Markdown(CREDITS, elem_id="credits")
+
+        demo.load(start, outputs=session_state)
+        demo.unload(end)
+        people.select(toggle, inputs=[session_state, forget_who], outputs=forget_who)
+        method.change(method_help, inputs=method, outputs=method_info)
+        add_photo.click(add_webcam, inputs=[session_state, webcam, pending], outputs=[webcam, pending, photo_count])
+        webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])
+        example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
+        # preprocess=False: the handlers read the files' records themselves (_file_path); Gradio's gr.File.preprocess
+        # would leave an empty temporary file per named photo, as many as a hand-made request names
+        enrol_files.change(
+            check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count, preprocess=False
+        )
+        booked = enrol_button.click(
+            start_job("an enrolment"),
+            inputs=session_state,
+            outputs=[enrol_status, enrol_button],
+            queue=False,
+            api_name="book_enrolment",
+            api_visibility="undocumented",
+        )
+        enrolling = booked.success(
+            do_enrol,
+            inputs=[session_state, enrol_name, enrol_files, pending],
+            outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
+            concurrency_id="device",
+            concurrency_limit=1,
+            show_progress_on=[enrol_status],
+            api_name="enrol",
+            preprocess=False,
+        )
+        enrolling.failure(
+            failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False, api_visibility="private"
+        )
+        enrolling.then(
+            finish_job("an enrolment"),
+            inputs=session_state,
+            outputs=enrol_button,
+            queue=False,
+            api_visibility="private",
+        )
+        cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False, api_name="cancel")
+    return demo
+
+
+def _check_session(session: studio.Session | None) -> None:
+    if session is None:
+        raise DLFDError("The page is still starting (or its session expired); wait a moment or reload the page.")
+    session.check_open()
+
+
+def _field_component(info: dict[str, Any]) -> gr.components.Component:
+    """One form field for a method setting; the method itself checks ranges (its message names the setting)."""
+    label, default = info["name"], info["default"]
+    limits = [f"{word} {info[key]}" for key, word in (("min", "min"), ("max", "max")) if info.get(key) is not None]
+    shown_default = f"default {info['display']}" if info.get("display") else ""
+    help_text = "; ".join(part for part in (info.get("help") or "", shown_default, *limits) if part)
+    common = {"label": label, "info": help_text, "interactive": True}
+    if info.get("choices"):
+        return gr.Dropdown(choices=list(info["choices"]), value=default, **common)
+    if info["type"] == "bool":
+        return gr.Checkbox(value=default, **common)
+    if info["type"] == "int":
+        return _Number(value=default, precision=0, step=1, **common)
+    if info["type"] == "float":
+        step = 10.0 ** math.floor(math.log10(abs(default))) if default else 0.01
+        return _Number(value=default, step=step, **common)
+    return gr.Textbox(value=str(default), **common)
+
+
+def _seed(value: Any) -> int:
+    """The run's seed from the form or a hand-made request: a whole number from 0 to :data:`MAX_SEED`."""
+    if value is None or value == "":
+        raise DLFDError(f"The seed is empty; give a whole number from 0 to {MAX_SEED}.")
+    return check_seed(read_whole(value, "The seed"), "The seed")
+
+
+def _typed(info: dict[str, Any], value: Any) -> Any:
+    """A form value as the setting's type (the method's own checks give the range errors)."""
+    name = info["name"]
+    if value is None or value == "":
+        raise DLFDError(f"Setting '{name}' is empty; its default is {info.get('display', info['default'])}.")
+    what = f"Setting '{name}'"
+    kind = info["type"]
+    if kind == "int":
+        return read_whole(value, what)
+    if kind == "float":
+        return read_number(value, what)
+    if kind == "bool":
+        return read_flag(value, what)
+    if info.get("choices") and value not in info["choices"]:
+        raise DLFDError(f"{what} must be one of {', '.join(map(str, info['choices']))}; got {shown(value)}.")
+    return str(value)
+
+
+def _unknown_endpoint(request: Any, error: Exception) -> Any:
+    """A hand-made request for an API name no event has: 404 with Gradio's message, not a 500 (and a traceback)."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"detail": str(error)}, status_code=404)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+if __name__ == "__main__":
+    from gradio.route_utils import FnIndexInferError
+    from starlette.middleware import Middleware
+
+    # one-time library loading (about 3 s of mostly Python work) overlaps the workspace's torch work at start-up,
+    # instead of landing on the first click
+    threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
+    build_demo().queue(default_concurrency_limit=1, max_size=MAX_QUEUE).launch(
+        server_name=os.environ.get("DLFD_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+        server_port=int(os.environ.get("DLFD_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
+        css=CSS,
+        max_file_size=MAX_FILE_SIZE,
+        app_kwargs={
+            "middleware": [Middleware(SessionFileGuard)],
+            "exception_handlers": {FnIndexInferError: _unknown_endpoint},
+        },
+    )
