@@ -95,7 +95,9 @@ CSS = """
     grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)) !important;
     grid-auto-rows: auto !important;
 }
-#identity-gallery .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
+#identity-gallery .grid-wrap, #identity-gallery .grid-wrap.fixed-height {
+    max-height: none !important; height: auto !important; min-height: 0 !important; overflow: visible !important;
+}
 #identity-gallery .thumbnail-item { aspect-ratio: 1 / 1; min-width: 0; }
 """
 
@@ -303,14 +305,17 @@ def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: lis
     return _gallery_files(folder, crops, captions, [f"{tag}_{i:03d}" for i in range(len(crops))])
 
 
-class _Number(gr.Number):
+def _as_sent(payload: Any) -> Any:
+    return payload
+
+
+def _number(*args: Any, **kwargs: Any) -> gr.Number:
     """A number field whose value reaches the handler as sent, for the app's own checks (:func:`_seed`, :func:`_typed`),
-    whose messages name the field: Gradio's would round 2.5 to 2 and fail on text or NaN without a message."""
-
-    is_template = True  # shown by Gradio's own number component
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+    whose messages name the field: Gradio's would round 2.5 to 2 and fail on text or NaN without a message. Set on
+    the instance: Gradio writes a ``.pyi`` file beside any module that subclasses one of its components."""
+    field = gr.Number(*args, **kwargs)
+    field.preprocess = _as_sent  # type: ignore[method-assign]
+    return field
 
 
 # ------------------------------------------------------------------------------------------------- page
@@ -366,18 +371,18 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         name = known[int(evt.index)]
         return [c for c in chosen if c != name] if name in chosen else [*chosen, name]
 
-    def add_webcam(session, photo: str | None, pending: list[str]):
+    def add_webcam(session, photo: str | None, shots: list[str]):
         if not photo:
             raise gr.Error("Take a photo with the webcam first.")
         _track(session, [photo])
-        pending = [*(pending or []), photo]
-        return None, pending, f"{len(pending)} webcam photo(s) ready to enrol."
+        shots = [*(shots or []), photo]
+        return None, shots, f"{len(shots)} webcam photo(s) ready to enrol."
 
-    def do_enrol(session, name, files, pending, progress=gr.Progress()):  # noqa: B008
+    def do_enrol(session, name, files, shots, progress=gr.Progress()):  # noqa: B008
         photos: list[Path] = []
         try:
             _check_session(session)
-            photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(pending or []))
+            photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(shots or []))
             enrolment = studio.enrol(
                 session,
                 name,
@@ -415,10 +420,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         paths = [str(p) for p in studio.example_photos(session)]
         return paths, "visitor", f"{len(paths)} example photos chosen."
 
-    def check_photos(session, files, pending):
+    def check_photos(session, files, shots):
         """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
         _track(session, [_file_path(f) for f in (files or [])])
-        count = len(files or []) + len(pending or [])
+        count = len(files or []) + len(shots or [])
         return f"{count} {'photo' if count == 1 else 'photos'} chosen." if count else ""
 
     def method_help(name: str) -> str:
@@ -438,7 +443,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             cleared = dict.fromkeys(result_outputs, None) if what == "a run" else {}
             return {
                 **cleared,
-                (run_status if what == "a run" else enrol_status): "Waiting for the device…",
+                # empty: while the job waits, Gradio's tracker shows its queue position and wait here
+                (run_status if what == "a run" else enrol_status): "",
                 (run_button if what == "a run" else enrol_button): gr.update(interactive=False),
             }
 
@@ -452,10 +458,12 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
 
         return handler
 
-    def failed(what: str):
+    def failed(what: str, job: str):
         def handler(session: studio.Session | None):
             message = session.last_error if session is not None and session.last_error else "see the message above"
-            return f"**{what.capitalize()} failed:** {message}"
+            if session is not None and session.job == job:
+                session.release()
+            return f"**{what.capitalize()} failed:** {message}", gr.update(interactive=True)
 
         return handler
 
@@ -595,7 +603,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 )
                 method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
                 with gr.Row():
-                    seed = _Number(
+                    seed = _number(
                         0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
                     )
                     with_gold = gr.Checkbox(
@@ -633,9 +641,9 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         api_name="forget",
                     )
                     run.failure(
-                        failed("the run"),
+                        failed("the run", "a run"),
                         inputs=session_state,
-                        outputs=run_status,
+                        outputs=[run_status, run_button],
                         queue=False,
                         api_visibility="private",
                     )
@@ -691,7 +699,11 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             preprocess=False,
         )
         enrolling.failure(
-            failed("the enrolment"), inputs=session_state, outputs=enrol_status, queue=False, api_visibility="private"
+            failed("the enrolment", "an enrolment"),
+            inputs=session_state,
+            outputs=[enrol_status, enrol_button],
+            queue=False,
+            api_visibility="private",
         )
         enrolling.then(
             finish_job("an enrolment"),
@@ -722,10 +734,10 @@ def _field_component(info: dict[str, Any]) -> gr.components.Component:
     if info["type"] == "bool":
         return gr.Checkbox(value=default, **common)
     if info["type"] == "int":
-        return _Number(value=default, precision=0, step=1, **common)
+        return _number(value=default, precision=0, step=1, **common)
     if info["type"] == "float":
         step = 10.0 ** math.floor(math.log10(abs(default))) if default else 0.01
-        return _Number(value=default, step=step, **common)
+        return _number(value=default, step=step, **common)
     return gr.Textbox(value=str(default), **common)
 
 

@@ -101,6 +101,7 @@ def forget(
     outputs["before"] = dict(before)
     has_gold = gold_model is not None or gold_outputs is not None or train_gold
     run_end = 0.6 if train_gold else 0.9
+    progress(0.05, f"unlearning with {method.title or method.name}")
     data = UnlearnData.from_split(aligned, split, input_size=model.input_size)
     result = method.run(
         model, data, device=device, seed=seed, progress=scaled(progress, 0.05, run_end), should_stop=should_stop

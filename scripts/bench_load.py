@@ -13,7 +13,8 @@ one headless chromium (Debian's, through playwright's async API):
    time from the click to "finished". Reported: the time to the last result, each page's time, and the queue
    positions shown.
 2. memory: one page makes ``--runs`` runs one after another (the same person, ``--method``, no gold model unless
-   ``--gold``); the server process's resident memory (RSS) is read when the page has loaded and after every run.
+   ``--gold``), in the same server after part 1; the server process's resident memory (RSS) is read when the page
+   has loaded and after every run.
    Reported: RSS after run 1 and after the last run, and the growth per run over the last 10 runs (MB/run), which
    should be near zero once the session keeps only its latest runs in full.
 

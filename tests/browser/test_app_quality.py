@@ -6,6 +6,7 @@ Set ``DLFD_SCREENSHOTS=<folder>`` to save the screenshots (``docs/screenshots`` 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,8 @@ def test_progress_is_visible_while_a_run_works(app_page: Page) -> None:
     # Gradio's tracker writes the stage and its fraction into the status line while the run works
     progress = status.locator(".progress-text, .meta-text, .progress-level").first
     expect(progress).to_be_visible(timeout=60_000)
+    # the stage is named once the run works (before that the tracker shows the queue position or "processing")
+    expect(status).to_contain_text(re.compile(r"unlearning|epoch|training|evaluating"), timeout=120_000)
     box = status.bounding_box()
     assert box is not None and box["height"] >= 30, box
     text = status.inner_text()

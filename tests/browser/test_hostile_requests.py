@@ -34,6 +34,8 @@ RUN_BUSY = "A run is already waiting or running in this page; wait for it to fin
 NOTHING_TO_CANCEL = "Nothing is running to cancel."
 FINISHED = re.compile(r"Run #\d+ class_reset finished in \d+\.\d s\.")
 TIMEOUT_S = 300.0  # a queued run on a busy 2-core machine; normally a few seconds
+#: Paths a test's own run wrote into the sessions folder (which the leak check then allows).
+ALLOWED = pytest.StashKey[set[Path]]()
 
 
 def _no_traceback(text: str) -> None:
@@ -60,8 +62,8 @@ class HandPage:
 
     def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=TIMEOUT_S, trust_env=False)
-        page = self.http.get("/")
-        assert page.status_code == 200 and "dlfd_owner" in self.http.cookies
+        opened = self.http.get("/")
+        assert opened.status_code == 200 and "dlfd_owner" in self.http.cookies
         self.hash = secrets.token_hex(8)
         self.config = self.http.get("/config").json()
         self.deps = {d["id"]: d for d in self.config["dependencies"]}
@@ -191,12 +193,12 @@ def pages(app_server: str) -> Iterator[list[HandPage]]:
     """Every page this module opens (closed at its end, when the last test has not closed them)."""
     opened: list[HandPage] = []
     yield opened
-    for page in opened:
-        page.close()
+    for hand_page in opened:
+        hand_page.close()
 
 
 @pytest.fixture(scope="module")
-def page(app_server: str, pages: list[HandPage]) -> HandPage:
+def hostile(app_server: str, pages: list[HandPage]) -> HandPage:
     """The hostile page: every hand-made request comes from it unless said otherwise."""
     pages.append(HandPage(app_server))
     return pages[-1]
@@ -231,17 +233,16 @@ def victim(app_server: str, photos: list[Path], pages: list[HandPage]) -> Victim
 
 @pytest.fixture(autouse=True)
 def _nothing_lost_or_leaked(
-    page: HandPage, victim: Victim, sessions_dir: Path, gradio_temp: Path, request: pytest.FixtureRequest
+    hostile: HandPage, victim: Victim, sessions_dir: Path, gradio_temp: Path, request: pytest.FixtureRequest
 ) -> Iterator[None]:
     """After each test: the page's session still answers, the other page's files are there, and nothing new is
-    left in Gradio's upload folder or the sessions folder beyond what the test allows (``allow_new``)."""
-    allowed: set[Path] = set()
-    request.node.allow_new = allowed.update
+    left in Gradio's upload folder or the sessions folder beyond what the test's runs wrote (:func:`_ran`)."""
+    request.node.stash[ALLOWED] = allowed = set()
     before_temp, before_sessions = _entries(gradio_temp), _entries(sessions_dir)
     yield
     if request.node.name == CLOSING_TEST:
         return
-    page.assert_idle()
+    hostile.assert_idle()
     victim.assert_intact()
     assert _entries(gradio_temp) - before_temp == set(), "files were left in Gradio's upload folder"
     new = {p for p in _entries(sessions_dir) - before_sessions if not any(p.is_relative_to(a) for a in allowed)}
@@ -254,7 +255,7 @@ def _ran(page: HandPage, reply: Reply, request: pytest.FixtureRequest) -> list[P
     downloads = [Path(f["path"]) for f in page.output(reply, "downloads")]
     assert sorted(p.suffix for p in downloads) == [".json", ".md", ".safetensors"]
     assert len({p.parent for p in downloads}) == 1
-    request.node.allow_new({downloads[0].parent})
+    request.node.stash[ALLOWED].add(downloads[0].parent)
     return downloads
 
 
@@ -280,27 +281,27 @@ def _ran(page: HandPage, reply: Reply, request: pytest.FixtureRequest) -> list[P
     ],
     ids=["1e30", "2**64", "-1", "max+1", "nan", "inf", "abc", "NaN-text", "2.5", "true", "list", "empty", "none"],
 )
-def test_a_seed_that_is_not_a_whole_number_from_0_to_max_is_refused(page: HandPage, seed: Any, message: str) -> None:
-    _refused(page.forget(["s7"], seed=seed), message)
+def test_a_seed_that_is_not_a_whole_number_from_0_to_max_is_refused(hostile: HandPage, seed: Any, message: str) -> None:
+    _refused(hostile.forget(["s7"], seed=seed), message)
 
 
 @pytest.mark.parametrize("flag", ["banana", None, 2, [False]])
-def test_the_gold_flag_must_say_yes_or_no(page: HandPage, flag: Any) -> None:
+def test_the_gold_flag_must_say_yes_or_no(hostile: HandPage, flag: Any) -> None:
     _refused(
-        page.forget(["s7"], with_gold=flag),
+        hostile.forget(["s7"], with_gold=flag),
         f"'Also train the gold model' must be true or false (or 1 / 0), got {flag!r}",
     )
 
 
 def test_the_gold_flag_false_as_text_is_false_and_the_run_writes_only_its_own_files(
-    page: HandPage, sessions_dir: Path, request: pytest.FixtureRequest
+    hostile: HandPage, sessions_dir: Path, request: pytest.FixtureRequest
 ) -> None:
-    reply = page.forget(
+    reply = hostile.forget(
         ["s7"], seed="12", with_gold="false"
     )  # text is read, as in a form: "false" is not bool("false")
-    downloads = _ran(page, reply, request)
+    downloads = _ran(hostile, reply, request)
     assert downloads[0].parents[2] == sessions_dir
-    assert "(no gold model computed: judged against 0% and chance, 50%)" in page.output(reply, "verdict")
+    assert "(no gold model computed: judged against 0% and chance, 50%)" in hostile.output(reply, "verdict")
     report = json.loads(next(p for p in downloads if p.suffix == ".json").read_text())
     assert report["seed"] == 12 and "no gold model computed" in report["verdict"] and "gold" not in report
 
@@ -316,12 +317,12 @@ def test_the_gold_flag_false_as_text_is_false_and_the_run_writes_only_its_own_fi
         (["s2"], "Value: 's2' (type: <class 'str'>) is not in the list of choices: {known}"),  # an unseen person
     ],
 )
-def test_who_to_forget_must_be_some_known_people(page: HandPage, people: Any, message: str) -> None:
-    dropdown = next(c for c in page.config["components"] if c["id"] == page.by_elem["forget-who"])
+def test_who_to_forget_must_be_some_known_people(hostile: HandPage, people: Any, message: str) -> None:
+    dropdown = next(c for c in hostile.config["components"] if c["id"] == hostile.by_elem["forget-who"])
     known = [value for _, value in dropdown["props"]["choices"]]
     if people == "everyone":
         people = known
-    _refused(page.forget(people), message.format(known=known))
+    _refused(hostile.forget(people), message.format(known=known))
 
 
 @pytest.mark.parametrize(
@@ -340,38 +341,38 @@ def test_who_to_forget_must_be_some_known_people(page: HandPage, people: Any, me
         ("ot_cost", "bogus", "Value: bogus is not in the list of choices: ['cosine', 'sqeuclidean']"),
     ],
 )
-def test_a_bad_method_setting_is_refused_by_name(page: HandPage, setting: str, value: Any, message: str) -> None:
-    _refused(page.forget(["s7"], method="dlfd", **{setting: value}), message)
+def test_a_bad_method_setting_is_refused_by_name(hostile: HandPage, setting: str, value: Any, message: str) -> None:
+    _refused(hostile.forget(["s7"], method="dlfd", **{setting: value}), message)
 
 
 # --------------------------------------------------------------------------------------------------- enrol
 
 
 @pytest.mark.parametrize("name", ["../etc", "", "   ", "a" * 41, "_x", "a/b", ["me"], 7, None])
-def test_a_bad_name_is_refused_and_the_photo_deleted(page: HandPage, photos: list[Path], name: Any) -> None:
-    [upload] = page.upload(photos[:1])
-    _refused(page.enrol(name, [upload]), NAME_RULE)
+def test_a_bad_name_is_refused_and_the_photo_deleted(hostile: HandPage, photos: list[Path], name: Any) -> None:
+    [upload] = hostile.upload(photos[:1])
+    _refused(hostile.enrol(name, [upload]), NAME_RULE)
     assert not Path(upload).exists(), "the refused upload was kept"
 
 
-def test_a_name_with_letters_beyond_ascii_is_a_name(page: HandPage, photos: list[Path]) -> None:
-    [upload] = page.upload(photos[:1])
+def test_a_name_with_letters_beyond_ascii_is_a_name(hostile: HandPage, photos: list[Path]) -> None:
+    [upload] = hostile.upload(photos[:1])
     message = (
         "Only 1 usable, different face among 1 photo; at least 5 are needed. The photos were deleted from the server; "
         "choose them again."
     )
-    _refused(page.enrol("Zoë", [upload]), message)  # refused for its faces, not for its name
+    _refused(hostile.enrol("Zoë", [upload]), message)  # refused for its faces, not for its name
     assert not Path(upload).exists()
 
 
-def test_no_photos(page: HandPage) -> None:
-    _refused(page.enrol("me", None), "Upload 5 to 40 photos of one person.")
-    _refused(page.enrol("me", []), "Upload 5 to 40 photos of one person.")
+def test_no_photos(hostile: HandPage) -> None:
+    _refused(hostile.enrol("me", None), "Upload 5 to 40 photos of one person.")
+    _refused(hostile.enrol("me", []), "Upload 5 to 40 photos of one person.")
 
 
 @pytest.mark.parametrize("which", ["example photo", "run report", "upload", "bundled face"])
 def test_another_pages_file_is_not_one_of_this_pages_uploads(
-    page: HandPage, victim: Victim, sessions_dir: Path, which: str
+    hostile: HandPage, victim: Victim, sessions_dir: Path, which: str
 ) -> None:
     target = {
         "example photo": victim.examples[0],
@@ -381,27 +382,30 @@ def test_another_pages_file_is_not_one_of_this_pages_uploads(
     }[which]
     before = target.read_bytes()
     _refused(
-        page.enrol("me", [str(target)]), f"'{target.name}' is not one of this page's uploads; upload the photos again."
+        hostile.enrol("me", [str(target)]),
+        f"'{target.name}' is not one of this page's uploads; upload the photos again.",
     )
     assert target.read_bytes() == before  # neither deleted nor changed (victim.assert_intact checks the rest)
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "", "/", "../../../../etc/hostname"])
-def test_a_path_outside_the_uploads_is_refused_by_gradio_before_the_app(page: HandPage, path: str) -> None:
+def test_a_path_outside_the_uploads_is_refused_by_gradio_before_the_app(hostile: HandPage, path: str) -> None:
     """Gradio refuses to hand the app a file it did not receive (InvalidPathError), with no message in the reply."""
-    reply = page.enrol("me", [path])
+    reply = hostile.enrol("me", [path])
     assert not reply.success and reply.error is None, reply
     assert Path("/etc/passwd").is_file()
 
 
-def test_more_than_40_photos_are_refused_before_any_is_read(page: HandPage, photos: list[Path], tmp_path: Path) -> None:
+def test_more_than_40_photos_are_refused_before_any_is_read(
+    hostile: HandPage, photos: list[Path], tmp_path: Path
+) -> None:
     copies = [tmp_path / f"photo_{i:02d}.png" for i in range(41)]
     for copy in copies:
         shutil.copyfile(photos[0], copy)
-    uploads = page.upload(copies)
+    uploads = hostile.upload(copies)
     assert len(set(uploads)) == 41
     started = time.monotonic()
-    reply = page.enrol("me", uploads)
+    reply = hostile.enrol("me", uploads)
     _refused(
         reply,
         "41 photos chosen; at most 40 are accepted. They were deleted from the server; choose at most that many.",
@@ -411,41 +415,41 @@ def test_more_than_40_photos_are_refused_before_any_is_read(page: HandPage, phot
     assert not Path(uploads[0]).parent.exists(), "the upload's folder was left"
 
 
-def test_one_file_named_many_times_is_one_photo(page: HandPage, photos: list[Path]) -> None:
-    [upload] = page.upload(photos[:1])
+def test_one_file_named_many_times_is_one_photo(hostile: HandPage, photos: list[Path]) -> None:
+    [upload] = hostile.upload(photos[:1])
     message = (
         "Only 1 usable, different face among 1 photo; at least 5 are needed. The photos were deleted from the server; "
         "choose them again."
     )
-    _refused(page.enrol("me", [upload] * 500), message)  # no temporary file per name (see the autouse check)
+    _refused(hostile.enrol("me", [upload] * 500), message)  # no temporary file per name (see the autouse check)
     assert not Path(upload).exists()
 
 
-def test_ten_copies_of_one_photo_are_one_face(page: HandPage, photos: list[Path], tmp_path: Path) -> None:
+def test_ten_copies_of_one_photo_are_one_face(hostile: HandPage, photos: list[Path], tmp_path: Path) -> None:
     copies = [tmp_path / f"copy_{i:02d}.png" for i in range(10)]
     for copy in copies:
         shutil.copyfile(photos[0], copy)
-    uploads = page.upload(copies)
+    uploads = hostile.upload(copies)
     assert len(set(uploads)) == 10
     message = (
         "Only 1 usable, different face among 10 photos; at least 5 are needed. Of the photos with a face, 9 were "
         "repeats of another photo: use photos taken at different times or angles. The photos were deleted from the "
         "server; choose them again."
     )
-    _refused(page.enrol("me", uploads), message)
+    _refused(hostile.enrol("me", uploads), message)
     assert not any(Path(u).exists() for u in uploads)
 
 
-def test_a_file_that_is_not_an_image(page: HandPage, tmp_path: Path) -> None:
+def test_a_file_that_is_not_an_image(hostile: HandPage, tmp_path: Path) -> None:
     fake = tmp_path / "notes.png"
     fake.write_text("not a photo")
-    [upload] = page.upload([fake])
+    [upload] = hostile.upload([fake])
     message = (
         "Only 0 usable, different faces among 1 photo; at least 5 are needed. Photos without a usable face: "
         "notes.png: notes.png is not an image or its format is not supported. Use a JPEG, PNG, BMP, GIF, TIFF or WebP "
         "file. The photos were deleted from the server; choose them again."
     )
-    _refused(page.enrol("me", [upload]), message)
+    _refused(hostile.enrol("me", [upload]), message)
     assert not Path(upload).exists()
 
 
@@ -453,20 +457,20 @@ def test_a_file_that_is_not_an_image(page: HandPage, tmp_path: Path) -> None:
 
 
 def test_cancel_with_nothing_running_does_not_cancel_the_next_run(
-    page: HandPage, request: pytest.FixtureRequest
+    hostile: HandPage, request: pytest.FixtureRequest
 ) -> None:
-    reply = page.cancel()
+    reply = hostile.cancel()
     assert reply.success and reply.data == [NOTHING_TO_CANCEL]
-    _ran(page, page.forget(["s8"], with_gold=False), request)
+    _ran(hostile, hostile.forget(["s8"], with_gold=False), request)
 
 
-def test_two_bookings_at_once_one_is_refused(page: HandPage, request: pytest.FixtureRequest) -> None:
-    page.form("class_reset")
+def test_two_bookings_at_once_one_is_refused(hostile: HandPage, request: pytest.FixtureRequest) -> None:
+    hostile.form("class_reset")
     barrier, replies = threading.Barrier(2), []
 
     def book() -> None:
         barrier.wait()
-        replies.append(page.book_run())
+        replies.append(hostile.book_run())
 
     threads = [threading.Thread(target=book) for _ in range(2)]
     for thread in threads:
@@ -476,31 +480,31 @@ def test_two_bookings_at_once_one_is_refused(page: HandPage, request: pytest.Fix
     booked = [r for r in replies if r.success]
     refused = [r for r in replies if not r.success]
     assert len(booked) == 1 and len(refused) == 1, replies
-    assert booked[0].data[-2] == "Waiting for the device…"
+    assert booked[0].data[-1] == {"interactive": False, "__type__": "update"}  # the Forget button, until the run ends
     assert refused[0].error == RUN_BUSY  # Gradio answers an error of an unqueued event with HTTP 500 and the message
     # an enrolment is refused too while the run is booked; the booked run then runs
-    booked_enrolment = page.call(page.fn("book_enrolment"), [None], queued=False)
+    booked_enrolment = hostile.call(hostile.fn("book_enrolment"), [None], queued=False)
     assert not booked_enrolment.success and booked_enrolment.error == RUN_BUSY
-    _ran(page, page.forget(["s8"], seed=1), request)
+    _ran(hostile, hostile.forget(["s8"], seed=1), request)
 
 
-def test_cancel_while_a_run_waits_cancels_that_run_only(page: HandPage) -> None:
-    assert page.book_run().success
-    cancelling = page.cancel()
+def test_cancel_while_a_run_waits_cancels_that_run_only(hostile: HandPage) -> None:
+    assert hostile.book_run().success
+    cancelling = hostile.cancel()
     assert cancelling.success and cancelling.data == ["Cancelling…"]
-    run = page.forget(["s8"])
-    assert run.success and page.output(run, "run-status") == "Run cancelled; nothing changed."
+    run = hostile.forget(["s8"])
+    assert run.success and hostile.output(run, "run-status") == "Run cancelled; nothing changed."
 
 
 # --------------------------------------------------------------------------------------------------- files
 
 
-def test_a_sessions_files_are_served_to_its_page_only(app_server: str, page: HandPage, victim: Victim) -> None:
+def test_a_sessions_files_are_served_to_its_page_only(app_server: str, hostile: HandPage, victim: Victim) -> None:
     for path in victim.downloads:
         route = f"/gradio_api/file={path}"
         owner = victim.page.http.get(route)
         assert owner.status_code == 200 and owner.content == path.read_bytes()
-        assert page.http.get(route).status_code == 404  # another page (its own owner cookie)
+        assert hostile.http.get(route).status_code == 404  # another page (its own owner cookie)
         with httpx.Client(base_url=app_server.rstrip("/"), trust_env=False) as stranger:
             assert stranger.get(route).status_code == 404  # no cookie
             forged = {"cookie": f"dlfd_owner={secrets.token_urlsafe(32)}"}  # a well-formed owner cookie, not theirs
@@ -548,8 +552,8 @@ def test_an_upload_with_an_empty_file_name(app_server: str, gradio_temp: Path) -
     _gradio_500(response, "an upload part with an empty file name (TypeError: not a GradioUploadFile)")
 
 
-def test_an_unknown_function_index(app_server: str, page: HandPage) -> None:
-    body = {"data": [], "fn_index": 9999, "session_hash": page.hash}
+def test_an_unknown_function_index(app_server: str, hostile: HandPage) -> None:
+    body = {"data": [], "fn_index": 9999, "session_hash": hostile.hash}
     with httpx.Client(base_url=app_server.rstrip("/"), trust_env=False) as client:
         response = client.post("/gradio_api/queue/join", json=body)
     _gradio_500(response, "a queue request for a function index that does not exist (KeyError)")
@@ -562,10 +566,10 @@ CLOSING_TEST = "test_closing_the_pages_deletes_their_folders_and_uploads"
 
 
 def test_closing_the_pages_deletes_their_folders_and_uploads(
-    page: HandPage, victim: Victim, pages: list[HandPage], photos: list[Path]
+    hostile: HandPage, victim: Victim, pages: list[HandPage], photos: list[Path]
 ) -> None:
     """Last: every page this module opened is closed; their session folders and the uploads they received go."""
-    uploads = [Path(p) for p in page.upload(photos[3:5])] + victim.uploads
+    uploads = [Path(p) for p in hostile.upload(photos[3:5])] + victim.uploads
     folders = []
     for hand_page in pages:  # a page's folder is where its example photos are written
         example = hand_page.call(hand_page.fn("use_example"), [None])
