@@ -458,14 +458,21 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
 
         return handler
 
-    def failed(what: str, job: str):
+    def failed(job: str):
         def handler(session: studio.Session | None):
             message = session.last_error if session is not None and session.last_error else "see the message above"
             if session is not None and session.job == job:
                 session.release()
-            return f"**{what.capitalize()} failed:** {message}", gr.update(interactive=True)
+            return f"**The {job.split()[-1]} failed:** {message}", gr.update(interactive=True)
 
         return handler
+
+    def after_job(event: Any, job: str, status: gr.Markdown, button: gr.Button) -> None:
+        """Once a booked job's event ends: on failure its message goes to the status line; in any case the booking
+        ends and the button comes back."""
+        common = {"inputs": session_state, "queue": False, "api_visibility": "private"}
+        event.failure(failed(job), outputs=[status, button], **common)
+        event.then(finish_job(job), outputs=button, **common)
 
     def do_run(method_name, session, chosen, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
         fields = method_class(method_name).fields_info()
@@ -640,20 +647,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                         show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
                         api_name="forget",
                     )
-                    run.failure(
-                        failed("the run", "a run"),
-                        inputs=session_state,
-                        outputs=[run_status, run_button],
-                        queue=False,
-                        api_visibility="private",
-                    )
-                    run.then(
-                        finish_job("a run"),
-                        inputs=session_state,
-                        outputs=run_button,
-                        queue=False,
-                        api_visibility="private",
-                    )
+                    after_job(run, "a run", run_status, run_button)
 
         gr.Markdown("### 3. Results")
         verdict.render()
@@ -698,20 +692,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             api_name="enrol",
             preprocess=False,
         )
-        enrolling.failure(
-            failed("the enrolment", "an enrolment"),
-            inputs=session_state,
-            outputs=[enrol_status, enrol_button],
-            queue=False,
-            api_visibility="private",
-        )
-        enrolling.then(
-            finish_job("an enrolment"),
-            inputs=session_state,
-            outputs=enrol_button,
-            queue=False,
-            api_visibility="private",
-        )
+        after_job(enrolling, "an enrolment", enrol_status, enrol_button)
         cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False, api_name="cancel")
     return demo
 

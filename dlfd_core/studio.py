@@ -742,6 +742,20 @@ class UploadOwners:
         return len(self._owner)
 
 
+def _one_job_at_a_time(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: run a job of a session inside :meth:`Session.running` (one job at a time, booking ended after)."""
+
+    def decorate(job: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(job)
+        def run(session: Session, *args: Any, **kwargs: Any) -> Any:
+            with session.running(what):
+                return job(session, *args, **kwargs)
+
+        return run
+
+    return decorate
+
+
 def delete_upload(path: Path) -> None:
     """Delete an uploaded file, and its folder when that is left empty (web frameworks keep one folder per upload)."""
     try:
@@ -790,17 +804,40 @@ def _digest(photo: Any) -> str | None:
     return None
 
 
-def _check_faces(photos: Sequence[Any], found: Sequence[tuple[int, Any]]) -> FaceSetCheck:
-    """Copies and faces of another person among the aligned faces ``found`` ((photo index, aligned face) pairs)."""
+def _descriptors(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """The pretrained dlib descriptors of aligned crops, L2-normalised: ``[N, 128]``."""
+    model = _reference_embedder()
+    stacked = np.stack(crops)
+    with torch.inference_mode():
+        out = torch.cat(
+            [model(crops_to_tensor(stacked[i : i + 32], model.input_size)) for i in range(0, len(stacked), 32)]
+        ).numpy()
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def _choose_faces(found: Sequence[tuple[int, Any]]) -> list[int]:
+    """For each aligned photo, which of its faces is the person's: 0 for the aligner's choice, ``k`` for its
+    ``others[k - 1]``. In a photo with several large faces, the one whose descriptor is closest (median distance) to
+    the set's one-face photos is taken; with fewer than two such photos the aligner's choice stands."""
+    chosen = [0] * len(found)
+    single = [face.crop for _, face in found if not getattr(face, "others", ())]
+    if len(single) < 2 or len(single) == len(found):
+        return chosen
+    reference = _descriptors(single)
+    for k, (_, face) in enumerate(found):
+        if getattr(face, "others", ()):
+            candidates = _descriptors([face.crop, *face.others])
+            distances = np.linalg.norm(candidates[:, None, :] - reference[None, :, :], axis=2)  # [faces, single]
+            chosen[k] = int(np.argmin(np.median(distances, axis=1)))
+    return chosen
+
+
+def _check_faces(photos: Sequence[Any], found: Sequence[tuple[int, Any]], crops: Sequence[np.ndarray]) -> FaceSetCheck:
+    """Copies and faces of another person among the faces ``crops`` of the photos ``found`` ((photo index, aligned
+    face) pairs)."""
     if not found:
         return FaceSetCheck(keep=())
-    model = _reference_embedder()
-    crops = np.stack([face.crop for _, face in found])
-    with torch.inference_mode():
-        embeddings = torch.cat(
-            [model(crops_to_tensor(crops[i : i + 32], model.input_size)) for i in range(0, len(crops), 32)]
-        )
-    return check_face_set(embeddings.numpy(), digests=[_digest(photos[i]) for i, _ in found])
+    return check_face_set(_descriptors(crops), digests=[_digest(photos[i]) for i, _ in found])
 
 
 def _too_few_message(check: FaceSetCheck, total: int, failures: Sequence[tuple[str, str]]) -> str:
@@ -838,6 +875,7 @@ def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int]
     return train, sorted(holdout), sorted(test)
 
 
+@_one_job_at_a_time("an enrolment")
 def enrol(
     session: Session,
     name: str,
@@ -868,35 +906,11 @@ def enrol(
         device: where to train (the session's device when omitted).
 
     Raises:
-        DataError: bad name, too few or too many photos, or fewer than 5 usable faces (the message lists why
-            each photo failed).
+        DataError: bad name, too few or too many photos.
+        TooFewFacesError: fewer than 5 usable, different faces (the message lists why each photo failed and how many
+            were repeats or near-identical).
+        BusyError: another job of the session is booked or running.
     """
-    with session.running("an enrolment"):
-        return _enrol(
-            session,
-            name,
-            photos,
-            seed=seed,
-            aligner=aligner,
-            exclude_unseen=exclude_unseen,
-            device=device,
-            progress=progress,
-            should_stop=should_stop,
-        )
-
-
-def _enrol(
-    session: Session,
-    name: str,
-    photos: Sequence[Any],
-    *,
-    seed: int = 0,
-    aligner: Any = None,
-    exclude_unseen: Sequence[str] = (),
-    device: str | torch.device | None = None,
-    progress: ProgressFn = no_progress,
-    should_stop: Callable[[], bool] | None = None,
-) -> Enrolment:
     from .faces import FaceAligner
     from .train import train_on_split
 
@@ -923,7 +937,9 @@ def _enrol(
         else:
             found.append((index, result))
     progress(0.25, "checking the faces for copies and other people")
-    check = _check_faces(photos, found)
+    picks = _choose_faces(found)
+    picked = [face.crop if pick == 0 else face.others[pick - 1] for pick, (_, face) in zip(picks, found, strict=True)]
+    check = _check_faces(photos, found, picked)
     shown = {i: _photo_name(photos[found[i][0]], found[i][0]) for i in range(len(found))}  # face -> file name
     notes = [f"{shown[dropped]} is the same photo as {shown[kept]}: used once" for kept, dropped in check.repeats]
     if check.near_copies:
@@ -937,10 +953,12 @@ def _enrol(
     position = {index: k for k, index in enumerate(check.keep)}  # face -> row among the faces used
     usable = [found[i] for i in check.keep]
     sources = [shown[i] for i in check.keep]
-    several = [(sources[k], face.num_faces) for k, (_, face) in enumerate(usable) if face.num_faces > 1]
     warnings = [
-        f"{source} shows {count} faces: the largest clear one was used (check its crop below)"
-        for source, count in several
+        f"{shown[i]} shows {found[i][1].num_faces} faces: "
+        + ("the one most like the rest of the set" if picks[i] else "the largest clear one")
+        + " was used (check its crop below)"
+        for i in check.keep
+        if found[i][1].num_faces > 1
     ]
     others = [shown[i] for i, _ in check.other_person]
     if others:
@@ -950,7 +968,7 @@ def _enrol(
             f"({', '.join(others)}): enrol photos of one person only, or the model learns a mixture",
         )
     flagged = set(others)
-    crops = [face.crop for _, face in usable]
+    crops = [picked[i] for i in check.keep]
     captions = [
         f"face {k + 1} · {source}"
         + (f" · 1 of {face.num_faces} faces" if face.num_faces > 1 else "")
@@ -1221,6 +1239,7 @@ JobRunner = Callable[[ForgetJob], ForgetOutcome]
 """Runs a :class:`ForgetJob` somewhere else (e.g. ``spaces.GPU(execute_job)``); no progress or cancellation."""
 
 
+@_one_job_at_a_time("a run")
 def run_forget(
     session: Session,
     identities: Sequence[str],
@@ -1243,34 +1262,9 @@ def run_forget(
 
     Raises:
         DataError: no identity chosen, or all of them (nothing would be left to keep).
+        BusyError: another job of the session is booked or running.
         CancelledError: ``should_stop`` returned True; the session is unchanged.
     """
-    with session.running("a run"):
-        return _run_forget(
-            session,
-            identities,
-            method,
-            seed=seed,
-            with_gold=with_gold,
-            device=device,
-            progress=progress,
-            should_stop=should_stop,
-            runner=runner,
-        )
-
-
-def _run_forget(
-    session: Session,
-    identities: Sequence[str],
-    method: Any,
-    *,
-    seed: int = 0,
-    with_gold: bool = True,
-    device: str | torch.device | None = None,
-    progress: ProgressFn = no_progress,
-    should_stop: Callable[[], bool] | None = None,
-    runner: JobRunner | None = None,
-) -> RunRecord:
     start = time.perf_counter()
     session.check_open()
     identities = tuple(dict.fromkeys(identities or ()))

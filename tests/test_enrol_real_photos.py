@@ -39,7 +39,7 @@ def test_a_person_enrolled_from_real_photos_can_be_forgotten(workspace, photos, 
         assert len(enrolment.crops) + len(enrolment.failures) + len(enrolment.notes) >= count - 1
         assert enrolment.train + enrolment.holdout + enrolment.test == len(enrolment.crops)
         assert session.split.known[-1] == "Gerhard Schröder"
-        with_gold = count in (5, 40)
+        with_gold = count == 5  # the smallest set also through the gold model, whose attack is undefined too
         record = studio.run_forget(
             session, ["Gerhard Schröder"], create_method("dlfd"), with_gold=with_gold, seed=count
         )
@@ -57,6 +57,13 @@ def test_a_person_enrolled_from_real_photos_can_be_forgotten(workspace, photos, 
             assert "inconclusive" not in record.verdict
             assert ("looks forgotten" in record.verdict) != ("is not fully forgotten" in record.verdict)
         assert record.files["report_json"].is_file() and record.files["model"].is_file()
+        print(
+            f"\n{count} photos: {len(enrolment.crops)} faces ({enrolment.train} train / {enrolment.holdout} holdout / "
+            f"{enrolment.test} test), held-out recognised {enrolment.recognised:.0%}, "
+            f"enrolment {enrolment.seconds:.1f} s; forget {record.seconds:.1f} s, "
+            f"forget acc {after.metrics['forget_train_acc']:.2f}, attack {attack:.3f}; "
+            f"verdict: {record.verdict.split('**')[1]}"
+        )
         assert ("gold" in record.outcome.reports) == with_gold
     finally:
         session.close()

@@ -119,7 +119,23 @@ def test_on_real_faces_a_second_person_is_flagged_and_one_persons_photos_are_not
 
     own = faces("s35", 7)
     mixed = [*own[:4], *faces("s2", 3), *own[4:]]
-    check = studio._check_faces([None] * len(mixed), list(enumerate(mixed)))
+    check = studio._check_faces([None] * len(mixed), list(enumerate(mixed)), [f.crop for f in mixed])
     assert [index for index, _ in check.other_person] == [4, 5, 6]
-    alone = studio._check_faces([None] * 7, list(enumerate(own)))
+    alone = studio._check_faces([None] * 7, list(enumerate(own)), [f.crop for f in own])
     assert alone.other_person == () and alone.repeats == ()
+
+
+@pytest.mark.slow
+def test_in_a_photo_with_several_faces_the_one_like_the_rest_of_the_set_is_taken(orl_aligned):
+    """A group photo whose most prominent face is someone else: the person's own face among its others is chosen."""
+    from types import SimpleNamespace
+
+    rows = {name: [i for i, n in enumerate(orl_aligned.identities) if n == name] for name in ("s35", "s2")}
+    own = [SimpleNamespace(crop=orl_aligned.crops[i], others=()) for i in rows["s35"][:5]]
+    group = SimpleNamespace(
+        crop=orl_aligned.crops[rows["s2"][0]],
+        others=(orl_aligned.crops[rows["s2"][1]], orl_aligned.crops[rows["s35"][7]]),
+    )
+    found = list(enumerate([*own, group]))
+    assert studio._choose_faces(found) == [0, 0, 0, 0, 0, 2]
+    assert studio._choose_faces(list(enumerate([own[0], group]))) == [0, 0]  # one reference photo: no choice made

@@ -135,11 +135,14 @@ class AlignedFace:
         detection: the chosen detection, in the photo's pixel coordinates.
         num_faces: how many faces the photo shows (detections with at least the aligner's ``min_score``);
             more than one means the choice may be wrong.
+        others: aligned crops of the photo's other faces that were large enough to be chosen, best first (empty
+            for a photo with one face), for a caller that can tell by identity which face is meant.
     """
 
     crop: np.ndarray
     detection: FaceDetection
     num_faces: int
+    others: tuple[np.ndarray, ...] = ()
 
     @property
     def several_faces(self) -> bool:
@@ -293,7 +296,15 @@ class FaceAligner:
         if len(faces) > 1:
             logger.debug("%s: %d faces found, using the one with score %.3f", name, len(faces), best.score)
         crop = align_crop(image, best.landmarks, size=self.size, scale=self.scale, roll=self.roll)
-        return AlignedFace(crop=crop, detection=best, num_faces=len(faces))
+        others = tuple(
+            align_crop(image, face.landmarks, size=self.size, scale=self.scale, roll=self.roll)
+            for face in sorted(faces, key=lambda f: -f.score)
+            if face is not best
+            and face.size >= LARGE_FACE_RATIO * largest
+            and face.size >= self.min_face_px
+            and face.eye_mouth_distance >= self.min_face_px / 3
+        )
+        return AlignedFace(crop=crop, detection=best, num_faces=len(faces), others=others)
 
 
 def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
