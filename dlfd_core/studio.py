@@ -861,8 +861,8 @@ def _too_few_message(check: FaceSetCheck, total: int, failures: Sequence[tuple[s
 def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int]]:
     """Train / holdout / test rows of an enrolled face set whose near-identical faces come in ``groups``.
 
-    About a quarter of the faces (at least one) are tested on and one group is kept aside, each a whole group taken
-    from the end of the upload order, so no tested face has a near copy among the training faces.
+    About a quarter of the faces (at least one), whole groups from the end of the upload order, are tested on, and the
+    smallest group left is kept aside, so no tested face has a near copy among the training faces.
     """
     total = sum(len(g) for g in groups)
     wanted = max(1, round(0.25 * total))
@@ -870,7 +870,10 @@ def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int]
     test: list[int] = []
     while ordered and (not test or len(test) < wanted) and len(ordered) > 2:
         test = [*ordered.pop(), *test]
-    holdout = list(ordered.pop()) if len(ordered) > 1 else []
+    holdout: list[int] = []
+    if len(ordered) > 1:  # the smallest group left (the latest of equals), so training keeps as many photos as it can
+        smallest = min(range(len(ordered)), key=lambda k: (len(ordered[k]), -k))
+        holdout = list(ordered.pop(smallest))
     train = sorted(i for g in ordered for i in g)
     return train, sorted(holdout), sorted(test)
 

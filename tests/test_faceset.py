@@ -99,6 +99,8 @@ def test_content_digest_tells_arrays_and_bytes_apart():
         ([[i] for i in range(10)], list(range(7)), [7], [8, 9]),
         ([[0, 5], [1], [2], [3, 4], [6]], [0, 1, 5], [2], [3, 4, 6]),  # a group never straddles train and test
         ([[0], [1], [2], [3], [4, 5, 6, 7, 8, 9]], [0, 1, 2], [3], [4, 5, 6, 7, 8, 9]),
+        # ORL s35's ten photos: the group of three near-identical photos is not the one kept aside
+        ([[0, 1, 3], [2], [4], [5, 6, 7], [8], [9]], [0, 1, 2, 3, 5, 6, 7], [4], [8, 9]),
     ],
 )
 def test_split_keeps_each_group_of_near_copies_on_one_side(groups, train, holdout, test):
