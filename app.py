@@ -13,6 +13,7 @@ time on the device.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import http.cookies
@@ -21,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import statistics
 import tempfile
 import threading
 import time
@@ -185,8 +187,48 @@ class SessionFileGuard:
         await self.app(scope, receive, send_with_cookie)
 
 
+class JobBoard:
+    """The jobs booked for the device across all sessions, and how long recent ones took: the expected wait that a
+    new booking is shown (Gradio's tracker then shows the live queue position; it has no estimate of its own for
+    events defined per session, as the run is)."""
+
+    def __init__(self, remember: int = 10) -> None:
+        self._booked: dict[int, float] = {}  # session id -> when its job was booked
+        self._durations: collections.deque[float] = collections.deque(maxlen=remember)
+        self._lock = threading.Lock()
+
+    def book(self, session: object) -> tuple[int, float | None]:
+        """Book a job for ``session``; (jobs booked before it and not done, expected seconds until it is done)."""
+        with self._lock:
+            ahead = len(self._booked) - (id(session) in self._booked)
+            self._booked[id(session)] = time.monotonic()
+            typical = statistics.median(self._durations) if self._durations else None
+        return ahead, None if typical is None else typical * (ahead + 1)
+
+    def done(self, session: object, seconds: float | None = None) -> None:
+        """The session's job ended (``seconds``: how long it ran, when it did)."""
+        with self._lock:
+            self._booked.pop(id(session), None)
+            if seconds is not None and math.isfinite(seconds):
+                self._durations.append(seconds)
+
+
+JOBS = JobBoard()
+
+
+def _waiting_text(ahead: int, expected: float | None) -> str:
+    """What a booked job's status line says until it starts."""
+    if not ahead:
+        return "Starting…" if expected is None else f"Starting… (recent jobs took about {expected:.0f} s)"
+    jobs = f"{ahead} {'job' if ahead == 1 else 'jobs'} of other pages ahead of this one"
+    return f"Waiting for the device: {jobs}" + (
+        f", about {expected:.0f} s until this one is done." if expected else "."
+    )
+
+
 def _close(session: studio.Session | None) -> None:
     if session is not None:
+        JOBS.done(session)
         session.close()
 
 
@@ -400,6 +442,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         finally:
             for photo in photos:  # the faces live on as aligned crops in the session only
                 session.release_upload(photo)
+        JOBS.done(session, enrolment.seconds)
         face = _image_paths(session, enrolment.crops[:1], [enrolment.name], "enrolled")[0]
         failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
         if failures:
@@ -443,8 +486,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             cleared = dict.fromkeys(result_outputs, None) if what == "a run" else {}
             return {
                 **cleared,
-                # empty: while the job waits, Gradio's tracker shows its queue position and wait here
-                (run_status if what == "a run" else enrol_status): "",
+                # the expected wait; Gradio's tracker shows the live queue position over it
+                (run_status if what == "a run" else enrol_status): _waiting_text(*JOBS.book(session)),
                 (run_button if what == "a run" else enrol_button): gr.update(interactive=False),
             }
 
@@ -452,8 +495,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
 
     def finish_job(what: str):
         def handler(session: studio.Session | None):
-            if session is not None and session.job == what:
-                session.release()  # the job never ran (refused, or the queue was full)
+            if session is not None:
+                JOBS.done(session)
+                if session.job == what:
+                    session.release()  # the job never ran (refused, or the queue was full)
             return gr.update(interactive=True)
 
         return handler
@@ -495,6 +540,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             return {run_status: "Run cancelled; nothing changed."}
         except Exception as error:
             raise _friendly(error, session) from None
+        JOBS.done(session, record.seconds)
         log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
         outputs = record.outcome.outputs
         rows = session.runs_table()

@@ -56,7 +56,8 @@ THUMBNAILS = "#identity-gallery .grid-container .thumbnail-item"
 STATUS = "#run-status"
 QUEUE_RE = re.compile(r"queue:\s*\d+\s*/\s*\d+")
 TIMER_RE = re.compile(r"\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?s\b")  # Gradio's "12.3s" or "12.3/40.0s" (time/ETA)
-ETA_RE = re.compile(r"\d+(?:\.\d+)?/\d+(?:\.\d+)?s\b")
+# Gradio's own "12.3/40.0s", or the app's expected wait written at booking ("about 40 s until this one is done")
+ETA_RE = re.compile(r"\d+(?:\.\d+)?/\d+(?:\.\d+)?s\b|about \d+ s until")
 VIEWPORT = {"width": 1280, "height": 900}
 SERVER_START_TIMEOUT_S = 180.0
 MB = 1024 * 1024

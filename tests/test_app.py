@@ -157,3 +157,19 @@ def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "('dlfd_core.studio', 'execute_job', 120)" in result.stdout
+
+
+def test_the_job_board_counts_jobs_ahead_and_estimates_from_recent_ones():
+    board = app.JobBoard(remember=3)
+    a, b, c = object(), object(), object()
+    assert board.book(a) == (0, None)  # nothing done yet: no estimate
+    assert board.book(b) == (1, None)
+    board.done(a, 10.0)
+    board.done(b, 20.0)
+    assert board.book(c) == (0, 15.0)
+    assert board.book(a) == (1, 30.0)  # one job ahead: about two jobs' time until this one is done
+    assert board.book(a) == (1, 30.0)  # a session books one job at a time
+    board.done(c)  # refused or cancelled: no duration recorded
+    assert board.book(b) == (1, 30.0)
+    assert "1 job of other pages ahead" in app._waiting_text(1, 30.0) and "about 30 s" in app._waiting_text(1, 30.0)
+    assert app._waiting_text(0, None) == "Starting…"
