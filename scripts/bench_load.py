@@ -469,20 +469,21 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], ur
             executable_path=args.chromium, headless=True, args=list(CHROMIUM_FLAGS)
         )
         try:
-            if args.sessions > 0:
-                print(f"concurrency: {args.sessions} sessions press Forget at once", flush=True)
-                meter = CpuMeter(process.pid)
-                result["concurrency"] = await concurrency(browser, url, args)
-                result["concurrency"]["cpu"] = meter.stop()
-                report_concurrency(result["concurrency"])
-                report_cpu(result["concurrency"]["cpu"])
-            if args.runs > 0:
-                print(f"memory: {args.runs} runs in one session", flush=True)
-                meter = CpuMeter(process.pid)
-                result["memory"] = await memory(browser, url, process.pid, args)
-                result["memory"]["cpu"] = meter.stop()
-                report_memory(result["memory"])
-                report_cpu(result["memory"]["cpu"])
+            for part in ("memory", "concurrency") if args.memory_first else ("concurrency", "memory"):
+                if part == "concurrency" and args.sessions > 0:
+                    print(f"concurrency: {args.sessions} sessions press Forget at once", flush=True)
+                    meter = CpuMeter(process.pid)
+                    result["concurrency"] = await concurrency(browser, url, args)
+                    result["concurrency"]["cpu"] = meter.stop()
+                    report_concurrency(result["concurrency"])
+                    report_cpu(result["concurrency"]["cpu"])
+                if part == "memory" and args.runs > 0:
+                    print(f"memory: {args.runs} runs in one session", flush=True)
+                    meter = CpuMeter(process.pid)
+                    result["memory"] = await memory(browser, url, process.pid, args)
+                    result["memory"]["cpu"] = meter.stop()
+                    report_memory(result["memory"])
+                    report_cpu(result["memory"]["cpu"])
         finally:
             await browser.close()
     return result
@@ -530,6 +531,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the status lines")
     parser.add_argument("--memory-person", type=int, default=6, help="the gallery index of the memory runs' person")
+    parser.add_argument(
+        "--memory-first",
+        action="store_true",
+        help="the runs in one page first, so that the pages pressing Forget at once are shown the expected wait",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--log", type=Path, help="keep the app's log here")
     parser.add_argument("--cache", type=Path, help="DLFD_CACHE for the app (default: as in this environment)")
