@@ -133,6 +133,9 @@ def _cookie(headers: Any, name: str = OWNER_COOKIE) -> str | None:
     return value if value and re.fullmatch(r"[A-Za-z0-9_-]{20,100}", value) else None
 
 
+_FILE_ROUTE = re.compile(r"/file[=/](.*)", re.DOTALL)
+
+
 def _session_folder_of(target: str) -> str | None:
     """The session folder name a requested file lies in, or None for any file outside the session folders."""
     try:
@@ -162,8 +165,9 @@ class SessionFileGuard:
         headers = scope.get("headers") or []
         owner = _cookie(headers)
         path = scope.get("path", "")
-        if "/file=" in path:
-            folder = _session_folder_of(path.split("/file=", 1)[1])
+        served = _FILE_ROUTE.search(path)  # Gradio serves files at .../file=<path> and at .../file/<path>
+        if served is not None:
+            folder = _session_folder_of(served.group(1))
             if folder is not None and (owner is None or _OWNERS.get(folder) != owner):
                 await send(
                     {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
@@ -235,6 +239,10 @@ def _close(session: studio.Session | None) -> None:
 def _friendly(error: BaseException, session: studio.Session | None = None) -> gr.Error:
     """A message for the page: ours verbatim, anything else without a traceback (logged here). The session keeps
     it, for the status line under its button."""
+    if isinstance(error, gr.Error):  # already meant for the page (e.g. a ZeroGPU quota message)
+        if session is not None:
+            session.last_error = str(error.message)
+        return error
     if isinstance(error, DLFDError):
         message = str(error)
     else:
@@ -285,7 +293,8 @@ def _track(session: studio.Session | None, paths: list[str]) -> None:
     for path in paths:
         resolved = Path(path).resolve()
         if resolved.is_relative_to(root):  # anything else is not an upload (and is never deleted)
-            session.track_upload(resolved)
+            # Gradio names an upload by its content: two pages that upload the same photo share the file
+            session.track_upload(resolved, shared=True)
 
 
 def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
@@ -303,7 +312,7 @@ def _uploads(session: studio.Session, paths: list[str]) -> list[Path]:
         resolved = Path(path).resolve()
         if resolved.is_relative_to(example):
             photos.append(resolved)
-        elif resolved.is_relative_to(root) and session.track_upload(resolved):
+        elif resolved.is_relative_to(root) and (session.owns_upload(resolved) or session.track_upload(resolved)):
             photos.append(resolved)
         else:
             refused.append(Path(path).name)
@@ -424,6 +433,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         photos: list[Path] = []
         try:
             _check_session(session)
+            studio.check_name(name, workspace.split)  # before the photos are taken: a bad name deletes nothing
             photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(shots or []))
             enrolment = studio.enrol(
                 session,
@@ -497,8 +507,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         def handler(session: studio.Session | None):
             if session is not None:
                 JOBS.done(session)
-                if session.job == what:
-                    session.release()  # the job never ran (refused, or the queue was full)
+                session.release_booking(what)  # the job never ran (refused, or the queue was full)
             return gr.update(interactive=True)
 
         return handler
@@ -506,8 +515,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     def failed(job: str):
         def handler(session: studio.Session | None):
             message = session.last_error if session is not None and session.last_error else "see the message above"
-            if session is not None and session.job == job:
-                session.release()
+            if session is not None:
+                session.release_booking(job)
             return f"**The {job.split()[-1]} failed:** {message}", gr.update(interactive=True)
 
         return handler

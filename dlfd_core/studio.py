@@ -580,7 +580,16 @@ class Session:
                     "finish (or press Cancel), then try again."
                 )
             self.job = what
+            self.last_error = None
             self.cancel.clear()
+
+    def release_booking(self, what: str) -> None:
+        """End a booking for ``what`` whose job never started (refused, failed in the queue); a job that is running
+        keeps its booking until it ends."""
+        with self._uploads_lock:
+            if self.job == what and not self._running:
+                self.job = None
+                self.cancel.clear()
 
     def release(self) -> None:
         """End the booked job (done, failed or refused); a Cancel pressed later has nothing to stop."""
@@ -621,21 +630,27 @@ class Session:
         finally:
             self.release()
 
-    def track_upload(self, path: str | Path) -> bool:
+    def track_upload(self, path: str | Path, *, shared: bool = False) -> bool:
         """Take an uploaded file (outside the session folder) as this session's, so that :meth:`close` deletes it.
 
+        Args:
+            shared: the file came through this page's own upload flow, so it is this session's even when another
+                session uploaded the same photo (Gradio gives both the same file); otherwise (a path a request only
+                names) it is taken only when no other session holds it.
+
         Returns:
-            False, and nothing is tracked, when another session received that file (it is neither read nor deleted
-            here).
+            False, and nothing is tracked, when another session holds that file and ``shared`` is False (it is then
+            neither read nor deleted here).
         """
         path = Path(path)
-        if not self.workspace.upload_owners.claim(path, self):
+        if not self.workspace.upload_owners.claim(path, self.folder.name, shared=shared):
             return False
         with self._uploads_lock:
             if not self.closed:
                 self.uploads.add(path)
                 return True
-        self.release_upload(path)  # the session ended meanwhile
+        if self.workspace.upload_owners.release(path, self.folder.name):  # the session ended meanwhile
+            delete_upload(path)
         return True
 
     def owns_upload(self, path: str | Path) -> bool:
@@ -644,14 +659,14 @@ class Session:
             return Path(path) in self.uploads
 
     def release_upload(self, path: str | Path) -> None:
-        """Delete one of this session's uploads now and forget it (a later, identical upload is then not deleted at
-        close); a file another session received is left alone."""
+        """Let go of one of this session's uploads now (a later, identical upload is then not deleted at close); the
+        file is deleted unless another session still holds it."""
         path = Path(path)
         with self._uploads_lock:
+            mine = path in self.uploads
             self.uploads.discard(path)
-        if self.workspace.upload_owners.claim(path, self):  # ours, or nobody's: ours to delete
+        if mine and self.workspace.upload_owners.release(path, self.folder.name):
             delete_upload(path)
-            self.workspace.upload_owners.release(path, self)
 
     def close(self) -> None:
         """End the session: stop its job, delete its folder and uploads, drop its models and uploads' faces.
@@ -664,8 +679,8 @@ class Session:
         self.cancel.set()
         shutil.rmtree(self.folder, ignore_errors=True)
         for path in uploads:
-            delete_upload(path)
-            self.workspace.upload_owners.release(path, self)
+            if self.workspace.upload_owners.release(path, self.folder.name):
+                delete_upload(path)
         self.gold_cache.clear()
         self.runs.clear()
         self.enrolment = None
@@ -716,30 +731,41 @@ def remove_stale_sessions(root: str | Path) -> list[Path]:
 
 
 class UploadOwners:
-    """Which session received which uploaded file, so that a session reads or deletes only its own uploads.
+    """Which sessions received which uploaded file, so that a session reads or deletes only its own uploads.
 
-    A web framework puts every upload in one shared folder; a hand-made request can name any path in it. A file is
-    claimed by the first session that receives it and stays its own until released or deleted.
+    A web framework puts every upload in one shared folder, and Gradio names each upload by its content: two pages
+    that upload the same photo get the same file. A file arriving through a page's own upload flow is shared by every
+    page that uploads it (``shared=True``); a file that a request merely names is taken only when nobody holds it. A
+    file is deleted when its last holder lets it go.
     """
 
     def __init__(self) -> None:
-        self._owner: dict[Path, int] = {}
+        self._owners: dict[Path, set[str]] = {}
         self._lock = threading.Lock()
 
-    def claim(self, path: Path, owner: object) -> bool:
-        """Claim ``path`` for ``owner``; False when another owner holds it."""
+    def claim(self, path: Path, owner: str, *, shared: bool = False) -> bool:
+        """Hold ``path`` for ``owner``; False (nothing held) when others hold it and ``shared`` is False."""
         with self._lock:
-            holder = self._owner.setdefault(path, id(owner))
-            return holder == id(owner)
+            holders = self._owners.setdefault(path, set())
+            if holders and owner not in holders and not shared:
+                return False
+            holders.add(owner)
+            return True
 
-    def release(self, path: Path, owner: object) -> None:
-        """Give up ``owner``'s claim on ``path`` (nothing happens when another owner holds it)."""
+    def release(self, path: Path, owner: str) -> bool:
+        """Let go of ``owner``'s hold on ``path``; True when nobody holds it any more (it may then be deleted)."""
         with self._lock:
-            if self._owner.get(path) == id(owner):
-                del self._owner[path]
+            holders = self._owners.get(path)
+            if holders is None:
+                return True
+            holders.discard(owner)
+            if holders:
+                return False
+            del self._owners[path]
+            return True
 
     def __len__(self) -> int:
-        return len(self._owner)
+        return len(self._owners)
 
 
 def _one_job_at_a_time(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -766,7 +792,13 @@ def delete_upload(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- enrolment
-def _check_name(name: str, split: Split) -> str:
+def check_name(name: str, split: Split) -> str:
+    """A new person's name, normalised (NFC, trimmed).
+
+    Raises:
+        DataError: not 1-40 letters (any script), digits, spaces, dots, apostrophes, dashes or underscores starting
+            with a letter or digit, or already a person of ``split``.
+    """
     name = unicodedata.normalize("NFC", name if isinstance(name, str) else "").strip()
     if not NAME_PATTERN.fullmatch(name):
         raise DataError(
@@ -861,21 +893,29 @@ def _too_few_message(check: FaceSetCheck, total: int, failures: Sequence[tuple[s
 def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int]]:
     """Train / holdout / test rows of an enrolled face set whose near-identical faces come in ``groups``.
 
-    About a quarter of the faces (at least one), whole groups from the end of the upload order, are tested on, and the
-    smallest group left is kept aside, so no tested face has a near copy among the training faces.
+    About a quarter of the faces (at least one) are tested on: whole groups, taken from the end of the upload order
+    while they fit in that quarter (a large group of burst shots is not sent to testing whole when smaller groups can
+    fill it); the smallest group left is kept aside. No tested face then has a near copy among the training faces, and
+    training keeps as many photos as it can.
     """
     total = sum(len(g) for g in groups)
     wanted = max(1, round(0.25 * total))
-    ordered = list(groups)
-    test: list[int] = []
-    while ordered and (not test or len(test) < wanted) and len(ordered) > 2:
-        test = [*ordered.pop(), *test]
-    holdout: list[int] = []
-    if len(ordered) > 1:  # the smallest group left (the latest of equals), so training keeps as many photos as it can
-        smallest = min(range(len(ordered)), key=lambda k: (len(ordered[k]), -k))
-        holdout = list(ordered.pop(smallest))
-    train = sorted(i for g in ordered for i in g)
-    return train, sorted(holdout), sorted(test)
+    test_ids: list[int] = []
+    count = 0
+    for k in reversed(range(len(groups))):
+        if count >= wanted or len(groups) - len(test_ids) <= 2:  # keep a group for holdout and one for training
+            break
+        if count + len(groups[k]) <= wanted:
+            test_ids.append(k)
+            count += len(groups[k])
+    if not test_ids:  # every group is larger than a quarter: the smallest one (the latest of equals)
+        test_ids = [min(range(len(groups)), key=lambda k: (len(groups[k]), -k))]
+    rest = [k for k in range(len(groups)) if k not in test_ids]
+    holdout_id = min(rest, key=lambda k: (len(groups[k]), -k)) if len(rest) > 1 else None
+    test = sorted(i for k in test_ids for i in groups[k])
+    holdout = sorted(groups[holdout_id]) if holdout_id is not None else []
+    train = sorted(i for k in rest if k != holdout_id for i in groups[k])
+    return train, holdout, test
 
 
 @_one_job_at_a_time("an enrolment")
@@ -921,9 +961,9 @@ def enrol(
     session.check_open()
     device = torch.device(device) if device is not None else session.device
     base_aligned, base_split = session.workspace.aligned, session.workspace.split
-    name = _check_name(name, base_split)
+    name = check_name(name, base_split)
     example = session.folder / "example"
-    if any(Path(str(p)).parent == example for p in photos if isinstance(p, (str, Path))):
+    if any(Path(str(p)).resolve().parent == example.resolve() for p in photos if isinstance(p, (str, Path))):
         exclude_unseen = (*exclude_unseen, EXAMPLE_IDENTITY)
     if not photos:
         raise DataError(f"Upload {MIN_ENROL_FACES} to {MAX_UPLOAD_PHOTOS} photos of one person.")
@@ -955,7 +995,6 @@ def enrol(
         raise TooFewFacesError(_too_few_message(check, len(photos), failures))
     position = {index: k for k, index in enumerate(check.keep)}  # face -> row among the faces used
     usable = [found[i] for i in check.keep]
-    sources = [shown[i] for i in check.keep]
     warnings = [
         f"{shown[i]} shows {found[i][1].num_faces} faces: "
         + ("the one most like the rest of the set" if picks[i] else "the largest clear one")
@@ -964,19 +1003,19 @@ def enrol(
         if found[i][1].num_faces > 1
     ]
     others = [shown[i] for i, _ in check.other_person]
+    flagged = {i for i, _ in check.other_person}
     if others:
         warnings.insert(
             0,
             f"{len(others)} of {len(usable)} faces look like a different person from the rest of the set "
             f"({', '.join(others)}): enrol photos of one person only, or the model learns a mixture",
         )
-    flagged = set(others)
     crops = [picked[i] for i in check.keep]
     captions = [
-        f"face {k + 1} · {source}"
-        + (f" · 1 of {face.num_faces} faces" if face.num_faces > 1 else "")
-        + (" · another person?" if source in flagged else "")
-        for k, (source, (_, face)) in enumerate(zip(sources, usable, strict=True))
+        f"face {k + 1} · {shown[i]}"
+        + (f" · 1 of {found[i][1].num_faces} faces" if found[i][1].num_faces > 1 else "")
+        + (" · another person?" if i in flagged else "")
+        for k, i in enumerate(check.keep)
     ]
     n = len(crops)
     keys = [f"upload/{name}/{i:03d}" for i in range(n)]

@@ -76,10 +76,17 @@ def test_only_this_sessions_uploads_are_read_or_deleted(tmp_path):
     assert mine.owns_upload(upload.resolve())
     app._track(mine, [str(elsewhere)])  # outside the upload folder: never handed over for deletion
     assert not mine.owns_upload(elsewhere.resolve())
+    shared = folder / "same_photo.png"  # the same photo uploaded by both pages: Gradio gives both one file
+    shared.write_bytes(b"y")
+    app._track(theirs, [str(shared)])
+    app._track(mine, [str(shared)])
+    assert app._uploads(mine, [str(shared)]) == [shared.resolve()]
+    mine.release_upload(shared.resolve())  # enrolled here: the other page still holds it
+    assert shared.exists() and theirs.owns_upload(shared.resolve())
     mine.close()
-    assert not upload.exists() and other.exists()
+    assert not upload.exists() and other.exists() and shared.exists()
     theirs.close()
-    assert not other.exists()
+    assert not other.exists() and not shared.exists()
 
 
 def test_more_photos_than_allowed_are_refused_before_any_is_read(tmp_path):

@@ -149,13 +149,13 @@ def test_enrol_refuses_bad_input_and_keeps_the_session(session, workspace, orl_d
 
 @pytest.mark.parametrize("name", ["Zoë", "José María", "O'Brien", "李雷", "anne-marie_2"])
 def test_names_in_any_script_are_accepted(workspace, name):
-    assert studio._check_name(f"  {name} ", workspace.split) == name
+    assert studio.check_name(f"  {name} ", workspace.split) == name
 
 
 @pytest.mark.parametrize("name", ["", " ", "../etc", "_x", "a" * 41, "tab\there", "emoji 🙂", "<b>x</b>", None, 3])
 def test_names_that_are_not_names_are_refused(workspace, name):
     with pytest.raises(DataError, match="Give the person a name"):
-        studio._check_name(name, workspace.split)
+        studio.check_name(name, workspace.split)
 
 
 def test_gold_models_of_bundled_people_are_shared_between_sessions(workspace, tmp_path):
