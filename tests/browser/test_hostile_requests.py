@@ -349,10 +349,19 @@ def test_a_bad_method_setting_is_refused_by_name(hostile: HandPage, setting: str
 
 
 @pytest.mark.parametrize("name", ["../etc", "", "   ", "a" * 41, "_x", "a/b", ["me"], 7, None])
-def test_a_bad_name_is_refused_and_the_photo_deleted(hostile: HandPage, photos: list[Path], name: Any) -> None:
+def test_a_bad_name_is_refused_and_the_photo_kept_for_a_retry(hostile: HandPage, photos: list[Path], name: Any) -> None:
+    """The name is checked before any photo is taken: the page's photo stays on the server (its own, deleted when the
+    page closes) so the person can correct the name and enrol again."""
     [upload] = hostile.upload(photos[:1])
     _refused(hostile.enrol(name, [upload]), NAME_RULE)
-    assert not Path(upload).exists(), "the refused upload was kept"
+    assert Path(upload).exists(), "a refused name cost the person their upload"
+    # the retry with a good name takes the photo (and, with one face, deletes it: too few to enrol)
+    _refused(
+        hostile.enrol("Zoë", [upload]),
+        "Only 1 usable, different face among 1 photo; at least 5 are needed. The photos were deleted from the server; "
+        "choose them again.",
+    )
+    assert not Path(upload).exists()
 
 
 def test_a_name_with_letters_beyond_ascii_is_a_name(hostile: HandPage, photos: list[Path]) -> None:
