@@ -273,9 +273,8 @@ def _repo_path(relative: str) -> str:
     return str(REPO_ROOT / relative)
 
 
-def add_split_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments that choose a split and, optionally, what to forget."""
-    parser.add_argument("--split", metavar="PATH", help=f"split JSON (default: {DEFAULT_SPLIT} for ORL, else seed 0)")
+def _add_forget_request(parser: argparse.ArgumentParser) -> None:
+    """``--forget-identities`` or ``--forget-instances`` (one of them)."""
     forget = parser.add_mutually_exclusive_group()
     forget.add_argument(
         "--forget-identities",
@@ -286,6 +285,12 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     forget.add_argument(
         "--forget-instances", metavar="N", type=_int_arg(1, 10**6), help="forget N random training images (N >= 1)"
     )
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments that choose a split and, optionally, what to forget."""
+    parser.add_argument("--split", metavar="PATH", help=f"split JSON (default: {DEFAULT_SPLIT} for ORL, else seed 0)")
+    _add_forget_request(parser)
     parser.add_argument("--forget-seed", type=_seed_arg, default=0, help="seed of the --forget-instances draw")
 
 
@@ -723,16 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-per-identity", type=_int_arg(0, 10**6), default=3)
     p.add_argument("--holdout-per-identity", type=_int_arg(0, 10**6), default=0)
-    forget = p.add_mutually_exclusive_group()
-    forget.add_argument(
-        "--forget-identities",
-        metavar="IDS",
-        type=_identities_arg,
-        help="comma-separated known identities to forget, e.g. s3,s17",
-    )
-    forget.add_argument(
-        "--forget-instances", metavar="N", type=_int_arg(1, 10**6), help="forget N random training images (N >= 1)"
-    )
+    _add_forget_request(p)
     p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the split JSON {out_help}")
     p.set_defaults(func=cmd_split)
 
