@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import MAX_SEED, read_flag, read_number, read_whole, shown
 from ..checks import check_seed as _check_seed
+from ..checks import read_flag, read_number, read_whole, shown
 from ..errors import CancelledError, DLFDError, UnknownNameError
 from ..progress import ProgressFn, no_progress
 
@@ -57,10 +57,6 @@ def setting(default: Any, help: str, **limits: Any) -> Any:  # noqa: A002 - mirr
     tables (e.g. ``"1/255 ≈ 0.00392"``); without it :meth:`Method.fields_info` formats the default itself.
     """
     return field(default=default, metadata={"help": help, **limits})
-
-
-SEED_MAX = MAX_SEED
-"""Largest seed a run accepts (numpy's seeding limit; torch's generators accept it too)."""
 
 
 def check_seed(seed: Any) -> int:
