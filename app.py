@@ -42,6 +42,10 @@ if ZERO_GPU:
 import dlfd_core.faces  # noqa: E402, F401  (imported here, not first in the preload thread below)
 from dlfd_core import studio  # noqa: E402
 
+from dlfd_core.bundled import DEFAULT_BUNDLE, bundle, bundle_names  # noqa: E402
+
+#: The data and model the page opens with (``DLFD_DATASET=orl`` or ``lfw``); the page can switch to the other.
+DEFAULT_DATASET = os.environ.get("DLFD_DATASET", DEFAULT_BUNDLE)
 # Where this process computes (the workspace, enrolment). On ZeroGPU it must stay on the CPU: `spaces` makes
 # torch.cuda.is_available() true in the server process, but CUDA exists only inside a spaces.GPU call.
 HOST_DEVICE = "cpu" if ZERO_GPU else None
@@ -52,7 +56,7 @@ if __name__ == "__main__":
     # plotly are imported (Python work), so the two overlap at start-up; build_demo() waits for it.
     _PRELOAD: concurrent.futures.Future[studio.Workspace] | None = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix="workspace"
-    ).submit(studio.load_workspace, device=HOST_DEVICE)
+    ).submit(studio.load_workspace, DEFAULT_DATASET, device=HOST_DEVICE, background=True)
 else:
     _PRELOAD = None
 
@@ -86,8 +90,9 @@ MAX_QUEUE = int(os.environ.get("DLFD_MAX_QUEUE", "16"))
 #: The largest file a person may upload.
 MAX_FILE_SIZE = "25mb"
 CREDITS = (
-    "Faces: the ORL Database of Faces, © AT&T Laboratories Cambridge. Face descriptor: dlib's ResNet (Davis King, "
-    "CC0) as ported by face-api. DLFD: Choi & Na, arXiv 2409.14747."
+    "Faces: Labeled Faces in the Wild (Huang, Ramesh, Berg, Learned-Miller, UMass Amherst TR 07-49, 2007; news "
+    "photos of public figures, for research) and the ORL Database of Faces, © AT&T Laboratories Cambridge. Face "
+    "descriptor: dlib's ResNet (Davis King, CC0) as ported by face-api. DLFD: Choi & Na, arXiv 2409.14747."
 )
 #: Page styles: status lines keep their height (so progress and queue position show), galleries wrap to the width.
 CSS = """
@@ -342,11 +347,41 @@ def _gallery_files(folder: Path, crops: list[np.ndarray], captions: list[str], n
 
 
 def _bundled_gallery(workspace: studio.Workspace) -> list[tuple]:
-    """The known people's faces (public ORL crops), written once per process."""
-    folder = SESSIONS_ROOT / "_bundled"
+    """The known people's faces (public crops of the bundled dataset), written once per process."""
+    folder = SESSIONS_ROOT / "_bundled" / workspace.bundle.name
     folder.mkdir(parents=True, exist_ok=True)
     crops, names = zip(*workspace.gallery(), strict=True)
-    return _gallery_files(folder, list(crops), list(names), list(names))
+    return _gallery_files(folder, list(crops), [studio.display_name(n) for n in names], list(names))
+
+
+def _people_choices(identities: Any) -> list[tuple[str, str]]:
+    """Dropdown choices: (name as shown, identity)."""
+    return [(studio.display_name(i), i) for i in identities]
+
+
+class Workspaces:
+    """The bundled workspaces this process has loaded, each loaded once, on first use (thread-safe)."""
+
+    def __init__(self, first: studio.Workspace) -> None:
+        self._loaded = {first.bundle.name: first}
+        self._galleries: dict[str, list[tuple]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, progress: Callable[[float, str], None] = lambda f, m="": None) -> studio.Workspace:
+        bundle(name)  # an unknown name is refused before any lock is taken
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = studio.load_workspace(
+                    name, device=HOST_DEVICE, progress=progress, background=True
+                )
+            return self._loaded[name]
+
+    def gallery(self, workspace: studio.Workspace) -> list[tuple]:
+        with self._lock:
+            name = workspace.bundle.name
+            if name not in self._galleries:
+                self._galleries[name] = _bundled_gallery(workspace)
+            return self._galleries[name]
 
 
 def _image_paths(session: studio.Session, crops: list[np.ndarray], captions: list[str], tag: str) -> list[tuple]:
@@ -382,22 +417,34 @@ method (DLFD, Choi & Na 2024, by default), and run.
 def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     """Build the page on a loaded workspace (the bundled default when omitted)."""
     if workspace is None:
-        workspace = _PRELOAD.result() if _PRELOAD is not None else studio.load_workspace(device=HOST_DEVICE)
+        workspace = (
+            _PRELOAD.result()
+            if _PRELOAD is not None
+            else studio.load_workspace(DEFAULT_DATASET, device=HOST_DEVICE, background=True)
+        )
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
     # session folders an earlier run of the server left (after a crash); nothing else in the folder is touched
     studio.remove_stale_sessions(SESSIONS_ROOT)
     gr.set_static_paths([str(SESSIONS_ROOT)])
     names = method_names()
+    workspaces = Workspaces(workspace)
+    # on ZeroGPU this process has no GPU; each run gets one (enrolment trains here, on the CPU)
+    where = "ZeroGPU GPU, one run at a time (enrolment trains on the CPU)" if ZERO_GPU else None
 
-    def start(request: gr.Request):
-        session = studio.Session.start(workspace, SESSIONS_ROOT)
+    def _register(session: studio.Session, request: gr.Request, previous: studio.Session | None = None) -> None:
         key = getattr(request, "session_hash", None)
         owner = _cookie(getattr(request, "headers", None))
         with _LOCK:
             if key:
                 _LIVE[key] = session
+            if previous is not None:
+                _OWNERS.pop(previous.folder.name, None)
             if owner:
                 _OWNERS[session.folder.name] = owner
+
+    def start(request: gr.Request):
+        session = studio.Session.start(workspace, SESSIONS_ROOT)
+        _register(session, request)
         return session
 
     def end(request: gr.Request):
@@ -408,11 +455,51 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 _OWNERS.pop(session.folder.name, None)
         _close(session)
 
-    bundled = _bundled_gallery(workspace)
-
-    def gallery_items(enrolled: tuple[str, str] | None = None):
+    def gallery_items(ws: studio.Workspace, enrolled: tuple[str, str] | None = None):
         """The known people; an enrolled face is served from its session's folder, never Gradio's shared cache."""
+        bundled = workspaces.gallery(ws)
         return [*bundled, enrolled] if enrolled else list(bundled)
+
+    def intro_text(ws: studio.Workspace) -> str:
+        return INTRO.format(description=ws.describe(where))
+
+    def switch(session: studio.Session | None, name: str, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        """Open another bundled data set and model: a fresh session on it (this page's runs and enrolment end)."""
+        try:
+            _check_session(session)
+            if name == session.workspace.bundle.name:
+                return {}
+            session.reserve("a change of model")
+            try:
+                ws = workspaces.get(name, progress=_progress(progress))
+            finally:
+                session.release_booking("a change of model")
+        except Exception as error:
+            raise _friendly(error, session) from None
+        fresh = studio.Session.start(ws, SESSIONS_ROOT)
+        _register(fresh, request, previous=session)
+        _close(session)
+        return {
+            session_state: fresh,
+            intro: intro_text(ws),
+            people: gallery_items(ws),
+            forget_who: gr.update(choices=_people_choices(ws.split.known), value=[]),
+            **dict.fromkeys(result_outputs, None),
+            runs_table: gr.update(value=[]),
+            plot_runs: None,
+            run_status: f"Loaded the {ws.bundle.title.split(':')[0]} model: choose whom it should forget.",
+            enrol_status: "",
+            enrol_crops: "",
+            enrol_failures: "",
+            enrol_held: "",
+            enrol_files: None,
+            pending: [],
+            photo_count: "",
+        }
+
+    def restore_choice(session: studio.Session | None):
+        """After a failed switch, the chooser shows what is still loaded."""
+        return session.workspace.bundle.name if session is not None else workspace.bundle.name
 
     def toggle(session: studio.Session, chosen: list[str] | None, evt: gr.SelectData):
         known = session.identities if session is not None else workspace.split.known
@@ -433,7 +520,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         photos: list[Path] = []
         try:
             _check_session(session)
-            studio.check_name(name, workspace.split)  # before the photos are taken: a bad name deletes nothing
+            studio.check_name(name, session.workspace.split)  # before the photos are taken: a bad name deletes nothing
             photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(shots or []))
             enrolment = studio.enrol(
                 session,
@@ -463,8 +550,8 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             enrol_crops: studio.faces_html(enrolment.crops, enrolment.captions),
             enrol_failures: failures,
             enrol_held: studio.predictions_html(enrolment.predictions),
-            forget_who: gr.update(choices=list(session.identities), value=[enrolment.name]),
-            people: gallery_items((face[0], enrolment.name)),
+            forget_who: gr.update(choices=_people_choices(session.identities), value=[enrolment.name]),
+            people: gallery_items(session.workspace, (face[0], enrolment.name)),
             enrol_files: None,
             pending: [],
         }
@@ -573,9 +660,14 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
         session_state = gr.State(None, delete_callback=_close)
         pending = gr.State([])
-        # on ZeroGPU this process has no GPU; each run gets one (enrolment trains here, on the CPU)
-        where = "ZeroGPU GPU, one run at a time (enrolment trains on the CPU)" if ZERO_GPU else None
-        gr.Markdown(INTRO.format(description=workspace.describe(where)), elem_id="intro")
+        intro = gr.Markdown(intro_text(workspace), elem_id="intro")
+        dataset_choice = gr.Radio(
+            choices=[(bundle(n).title, n) for n in bundle_names()],
+            value=workspace.bundle.name,
+            label="Data and model",
+            info="Switching starts afresh: this page's runs and enrolled face set are dropped.",
+            elem_id="dataset",
+        )
         # Results first (unrendered), so the settings form's run event can name them; placed below.
         verdict = gr.Markdown(elem_id="verdict", render=False)
         cards = gr.HTML(elem_id="cards", render=False)
@@ -603,7 +695,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             with gr.Column(scale=3):
                 gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
                 people = gr.Gallery(
-                    value=gallery_items(),
+                    value=gallery_items(workspace),
                     label="People the model knows",
                     columns=10,
                     height="auto",
@@ -611,7 +703,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                     elem_id="identity-gallery",
                 )
                 forget_who = gr.Dropdown(
-                    choices=list(workspace.split.known),
+                    choices=_people_choices(workspace.split.known),
                     value=[],
                     multiselect=True,
                     label="People to forget",
@@ -631,7 +723,7 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                     )
                     enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
                     example_button = gr.Button(
-                        "No photos at hand? Use an example face set (an ORL person the model never saw)",
+                        "No photos at hand? Use an example face set (a person the model never saw)",
                         size="sm",
                         elem_id="enrol-example",
                     )
@@ -720,6 +812,32 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
         demo.load(start, outputs=session_state)
         demo.unload(end)
         people.select(toggle, inputs=[session_state, forget_who], outputs=forget_who)
+        switching = dataset_choice.input(
+            switch,
+            inputs=[session_state, dataset_choice],
+            outputs=[
+                session_state,
+                intro,
+                people,
+                forget_who,
+                *result_outputs,
+                runs_table,
+                plot_runs,
+                run_status,
+                enrol_status,
+                enrol_crops,
+                enrol_failures,
+                enrol_held,
+                enrol_files,
+                pending,
+                photo_count,
+            ],
+            concurrency_id="device",
+            concurrency_limit=1,
+            show_progress_on=[run_status],
+            api_name="switch_model",
+        )
+        switching.failure(restore_choice, inputs=session_state, outputs=dataset_choice, queue=False)
         method.change(method_help, inputs=method, outputs=method_info)
         add_photo.click(add_webcam, inputs=[session_state, webcam, pending], outputs=[webcam, pending, photo_count])
         webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])

@@ -68,6 +68,30 @@ def _int_arg(low: int, high: int, what: str = "a whole number") -> Callable[[str
 _seed_arg = _int_arg(0, MAX_SEED, "an integer seed")
 
 
+def _rate_arg(text: str) -> float:
+    """An argparse type: a learning rate, a number in ``(0, 10]``."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 10.0:  # NaN fails too
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise argparse.ArgumentTypeError(f"must be a learning rate above 0 and at most 10, got {shown!r}")
+    return value
+
+
+def _fraction_arg(text: str) -> float:
+    """An argparse type: a number in ``[0, 1)``."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:  # NaN fails too
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to below 1, got {shown!r}")
+    return value
+
+
 def _identities_arg(text: str) -> list[str]:
     """An argparse type: comma-separated identity names, at least one."""
     names = [s.strip() for s in text.split(",") if s.strip()]
@@ -171,8 +195,16 @@ def _save_file(path: str, flag: str, save: Callable[[], Any]) -> None:
 
 # ------------------------------------------------------------------------------------------- datasets and splits
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments that choose a dataset: the bundled ORL, a local folder, or a Hugging Face dataset repo."""
+    """Arguments that choose a dataset: a bundled one (ORL by default, LFW), a local folder, or a Hub dataset repo."""
+    from .bundled import bundle_names
+
     group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--dataset",
+        metavar="NAME",
+        choices=tuple(bundle_names()),
+        help=f"a bundled dataset: {' or '.join(bundle_names())} (default: orl)",
+    )
     group.add_argument("--folder", metavar="PATH", help="folder-per-identity image tree (default: bundled ORL)")
     group.add_argument(
         "--hub", metavar="REPO_ID", help="Hugging Face dataset repo laid out folder-per-identity (cache only offline)"
@@ -180,27 +212,52 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="revision of the --hub repo")
 
 
+def _bundle_name(args: argparse.Namespace) -> str | None:
+    """The bundled dataset the arguments choose (``orl`` unless --folder / --hub), or ``None``."""
+    if getattr(args, "folder", None) or getattr(args, "hub", None):
+        return None
+    return getattr(args, "dataset", None) or "orl"
+
+
 def load_dataset_from_args(args: argparse.Namespace) -> Any:
     """The dataset the arguments of :func:`add_dataset_arguments` choose."""
-    from .data import load_folder, load_hub_dataset, load_orl
+    from .bundled import bundle
+    from .data import load_folder, load_hub_dataset
 
     if args.folder:
         return load_folder(args.folder)
     if args.hub:
         return load_hub_dataset(args.hub, revision=args.revision)
-    return load_orl()
+    chosen = bundle(_bundle_name(args) or "orl")
+    if chosen.name == "orl":
+        from .data import load_orl
+
+        return load_orl()
+    dataset, aligned = chosen.load()
+    args.bundled_aligned = aligned  # the bundle's crops: nothing to detect
+    return dataset
+
+
+def aligned_from_args(args: argparse.Namespace, dataset: Any, **kwargs: Any) -> Any:
+    """The aligned crops of ``dataset``: a packed bundle's own, or detected (and cached) now."""
+    from .data import align_dataset
+
+    bundled = getattr(args, "bundled_aligned", None)
+    if bundled is not None:
+        return bundled
+    return align_dataset(dataset, **kwargs)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import align_dataset
 
     t0 = time.perf_counter()
     dataset = load_dataset_from_args(args)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
-    aligned = align_dataset(dataset, cache=not args.no_cache, progress=_progress_printer("aligning"))
+    aligned = aligned_from_args(args, dataset, cache=not args.no_cache, progress=_progress_printer("aligning"))
     t_align = time.perf_counter() - t1
     several = sum(1 for n in aligned.num_faces if n > 1)
+    ambiguous = dict(aligned.ambiguous)
     summary = {
         "dataset": dataset.name,
         "identities": len(dataset.identities),
@@ -208,6 +265,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         "faces_aligned": len(aligned.keys),
         "failures": dict(aligned.failures),
         "images_with_several_faces": several,
+        "ambiguous": ambiguous,
         "crop_size": int(aligned.crops.shape[1]) if len(aligned.keys) else None,
         "cache": "off" if args.no_cache else "on",
         "seconds_load": round(t_load, 3),
@@ -219,7 +277,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     print(f"identities   {summary['identities']}")
     print(f"images       {summary['images']}")
     print(f"faces        {summary['faces_aligned']} aligned ({summary['crop_size']}x{summary['crop_size']} crops)")
-    print(f"several      {several} images had more than one face (the most confident large one was kept)")
+    print(f"several      {several} images had more than one face (one was chosen; unclear choices below)")
+    print(f"ambiguous    {len(ambiguous)}")
+    for key, reason in sorted(ambiguous.items()):
+        print(f"  {key}: {reason}")
     print(f"failures     {len(aligned.failures)}")
     for key, reason in sorted(aligned.failures.items()):
         print(f"  {key}: {reason}")
@@ -249,6 +310,9 @@ def cmd_split(args: argparse.Namespace) -> int:
         num_unseen=args.num_unseen,
         test_per_identity=args.test_per_identity,
         holdout_per_identity=args.holdout_per_identity,
+        known_min_images=args.known_min_images,
+        test_fraction=args.test_fraction,
+        holdout_fraction=args.holdout_fraction,
     )
     split = _with_forget_request(args, split, args.seed)
     validate_split(split, dataset)
@@ -265,6 +329,14 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 DEFAULT_SPLIT = "assets/splits/orl_seed0.json"
 DEFAULT_MODEL = "assets/models/orl_dlib_resnet_original.safetensors"
+
+
+def _default_file(args: argparse.Namespace, which: str) -> str:
+    """The bundled dataset's default split or model file (ORL's unless --dataset says otherwise)."""
+    from .bundled import bundle
+
+    chosen = bundle(_bundle_name(args) or "orl")
+    return str(chosen.split_path if which == "split" else chosen.model_path)
 
 
 def _repo_path(relative: str) -> str:
@@ -289,7 +361,7 @@ def _add_forget_request(parser: argparse.ArgumentParser) -> None:
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose a split and, optionally, what to forget."""
-    parser.add_argument("--split", metavar="PATH", help=f"split JSON (default: {DEFAULT_SPLIT} for ORL, else seed 0)")
+    parser.add_argument("--split", metavar="PATH", help="split JSON (default: the bundled dataset's, e.g. assets/splits/lfw_seed0.json; else drawn with seed 0)")
     _add_forget_request(parser)
     parser.add_argument("--forget-seed", type=_seed_arg, default=0, help="seed of the --forget-instances draw")
 
@@ -302,7 +374,7 @@ def early_split_from_args(args: argparse.Namespace) -> Any:
     if args.split:
         split = load_split(args.split)
     elif not (getattr(args, "folder", None) or getattr(args, "hub", None)):
-        split = load_split(_repo_path(DEFAULT_SPLIT))
+        split = load_split(_default_file(args, "split"))
     else:
         return None
     return _with_forget_request(args, split, args.forget_seed)
@@ -331,7 +403,7 @@ def _dataset_and_early_split(args: argparse.Namespace, split: Any) -> Any:
         try:
             validate_split(split, dataset)
         except SplitError as exc:
-            where = f"--split {args.split}" if args.split else f"the default split {DEFAULT_SPLIT}"
+            where = f"--split {args.split}" if args.split else f"the default split {_default_file(args, 'split')}"
             raise SplitError(f"{where}: {exc}") from None
     return dataset
 
@@ -362,7 +434,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .data import align_dataset, split_to_dict
+    from .data import split_to_dict
     from .models import backbone_names, load_model, save_model
     from .train import default_config, train_on_split
 
@@ -371,11 +443,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     reference = load_model(args.compare) if args.compare else None
     early = early_split_from_args(args)
     dataset = _dataset_and_early_split(args, early)
-    aligned = align_dataset(dataset)
+    aligned = aligned_from_args(args, dataset)
     split = load_split_from_args(args, dataset, aligned, early)
     config = default_config(args.backbone)
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
+    if args.no_augment:
+        config = dataclasses.replace(config, augment=None)
+    if args.lr is not None:
+        config = dataclasses.replace(config, lr=args.lr)
+    if args.head_lr is not None:
+        config = dataclasses.replace(config, head_lr=args.head_lr)
     which = "gold" if args.gold else "original"
     result = train_on_split(
         aligned,
@@ -418,17 +496,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import align_dataset
     from .evaluate import format_table
     from .evaluate.evaluate import evaluate_model
-    from .train import train_on_split
+    from .train import recipe_of, train_on_split
 
     early = early_split_from_args(args)
-    model_path = args.model or _repo_path(DEFAULT_MODEL)
+    model_path = args.model or _default_file(args, "model")
     model = _load_model_file(model_path, "--model", early)
     gold_model = _load_model_file(args.gold, "--gold", early) if args.gold else None
     dataset = _dataset_and_early_split(args, early)
-    aligned = align_dataset(dataset)
+    aligned = aligned_from_args(args, dataset)
     split = load_split_from_args(args, dataset, aligned, early)
     reports = {}
     timings = {}
@@ -440,6 +517,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 split,
                 which="gold",
                 backbone=model.backbone_name,
+                config=recipe_of(model),
                 seed=args.seed,
                 progress=_progress_printer("training gold"),
             )
@@ -512,7 +590,6 @@ def _split_summary(split: Any) -> dict[str, Any]:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from .data import align_dataset
     from .env import warm_up
     from .evaluate import format_table
     from .experiment import forget
@@ -527,11 +604,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
     early = early_split_from_args(args)
     if early is not None and method.needs_holdout and not early.holdout_keys:
         raise DLFDError(f"--method {method.name} needs holdout photos (a split made with --holdout-per-identity 1)")
-    model_path = args.model or _repo_path(DEFAULT_MODEL)
+    model_path = args.model or _default_file(args, "model")
     model = _load_model_file(model_path, "--model", early, args.device)
     gold_model = _load_model_file(args.gold, "--gold", early, args.device) if args.gold else None
     dataset = _dataset_and_early_split(args, early)
-    aligned = align_dataset(dataset)
+    aligned = aligned_from_args(args, dataset)
     split = load_split_from_args(args, dataset, aligned, early)
     warm_up()  # one-time imports, so that they do not count as unlearning time
     outcome = forget(
@@ -655,7 +732,6 @@ def _check_bench_settings(methods: Sequence[str], settings: dict[str, Any]) -> N
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_markdown, run_bench
-    from .data import align_dataset
     from .unlearn import method_names
 
     if args.list_methods:
@@ -675,7 +751,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if early is not None and early.forget_mode != "none":
         raise DLFDError("bench draws its own forget requests: give a split without one")
     dataset = _dataset_and_early_split(args, early)
-    aligned = align_dataset(dataset)
+    aligned = aligned_from_args(args, dataset)
     split = load_split_from_args(args, dataset, aligned, early)
     if split.forget_mode != "none":
         raise DLFDError("bench draws its own forget requests: give a split without one")
@@ -728,6 +804,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-per-identity", type=_int_arg(0, 10**6), default=3)
     p.add_argument("--holdout-per-identity", type=_int_arg(0, 10**6), default=0)
+    p.add_argument(
+        "--known-min-images",
+        type=_int_arg(1, 10**6),
+        help="known identities are those with at least this many images, the rest unseen (replaces --num-unseen)",
+    )
+    p.add_argument("--test-fraction", type=_fraction_arg, help="share of each known identity's images for test")
+    p.add_argument("--holdout-fraction", type=_fraction_arg, help="share of each known identity's images for holdout")
     _add_forget_request(p)
     p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the split JSON {out_help}")
     p.set_defaults(func=cmd_split)
@@ -739,6 +822,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold", action="store_true", help="train the gold model: the retain set only")
     p.add_argument("--seed", type=_seed_arg, default=0, help=f"training seed, 0 to {MAX_SEED}")
     p.add_argument("--epochs", type=_int_arg(1, 10_000), help="override the recipe's number of epochs")
+    p.add_argument("--lr", type=_rate_arg, help="override the recipe's learning rate of the trained backbone layers")
+    p.add_argument("--head-lr", type=_rate_arg, help="override the recipe's learning rate of the classification head")
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train without augmentation (then a pretrained backbone's frozen layers run once per photo: much faster; "
+        "the recipe is saved with the model, and its gold model follows it)",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the model (.safetensors) {out_help}")
     p.add_argument("--compare", metavar="PATH", help="report the largest parameter difference to this model file")
     p.set_defaults(func=cmd_train)
@@ -746,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a model (and the gold model) on a split")
     add_dataset_arguments(p)
     add_split_arguments(p)
-    p.add_argument("--model", metavar="PATH", help=f"model file (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the bundled dataset's shipped model)")
     gold = p.add_mutually_exclusive_group()
     gold.add_argument("--gold", metavar="PATH", help="the gold model's file, for the alignment metrics")
     gold.add_argument("--train-gold", action="store_true", help="train the gold model now (same recipe, retain set)")
@@ -759,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_split_arguments(p)
     p.add_argument("--method", default="dlfd", help="registered method name (see --list-methods of bench)")
     p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="method settings, e.g. --set steps=5 ot_weight=0")
-    p.add_argument("--model", metavar="PATH", help=f"the original model (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", metavar="PATH", help="the original model (default: the bundled dataset's shipped model)")
     gold = p.add_mutually_exclusive_group()
     gold.add_argument("--gold", metavar="PATH", help="a trained gold model (default: train it now, ~10 s)")
     gold.add_argument("--no-gold", action="store_true", help="skip the gold model")
@@ -771,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")
     add_dataset_arguments(p)
-    p.add_argument("--split", metavar="PATH", help=f"split JSON without a forget request (default: {DEFAULT_SPLIT})")
+    p.add_argument("--split", metavar="PATH", help="split JSON without a forget request (default: the bundled dataset's)")
     p.add_argument("--methods", default="all", help="comma-separated method names, or all")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     p.add_argument("--seeds", type=_int_arg(1, 1000), default=3, help="seeds 0..N-1 (N >= 1)")

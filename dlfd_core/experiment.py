@@ -61,6 +61,7 @@ def forget(
     gold_outputs: Mapping[str, SplitOutputs] | None = None,
     collect: Callable[[nn.Module], Mapping[str, SplitOutputs]] | None = None,
     embed: Embedder | None = None,
+    prefix: Embedder | None = None,
     report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
@@ -79,11 +80,13 @@ def forget(
             app passes a faster one that reuses the frozen layers' outputs).
         embed: a faster way to get the untrained gold model's embeddings of its training photos (see
             :func:`~dlfd_core.train.train_on_split`).
+        prefix: the frozen backbone prefix's cached outputs of photos, by key: for the gold model's training and the
+            unlearning run (see :attr:`~dlfd_core.unlearn.Method.prefix_safe`).
         report_reference: also compute the original's and the gold model's reports (a benchmark that already has
             them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
     """
-    from .train import train_on_split
+    from .train import recipe_of, train_on_split
 
     if collect is None:
         parts = split_parts(aligned, split)
@@ -102,7 +105,8 @@ def forget(
     has_gold = gold_model is not None or gold_outputs is not None or train_gold
     run_end = 0.6 if train_gold else 0.9
     progress(0.05, f"unlearning with {method.title or method.name}")
-    data = UnlearnData.from_split(aligned, split, input_size=model.input_size)
+    cached_prefix = (lambda keys: prefix(model, keys)) if prefix is not None else None
+    data = UnlearnData.from_split(aligned, split, input_size=model.input_size, prefix=cached_prefix)
     result = method.run(
         model, data, device=device, seed=seed, progress=scaled(progress, 0.05, run_end), should_stop=should_stop
     )
@@ -119,11 +123,13 @@ def forget(
                 split,
                 which="gold",
                 backbone=model.backbone_name,
+                config=recipe_of(model),
                 seed=seed,
                 device=device,
                 progress=scaled(progress, run_end, 0.95),
                 should_stop=should_stop,
                 embed=embed,
+                prefix=prefix,
             )
         gold_model = trained.model
         timings["gold_train_seconds"] = trained.seconds

@@ -21,7 +21,7 @@ PERSON = "Gerhard_Schroeder"  # 109 photos in LFW; never in the ORL workspace
 
 @pytest.fixture(scope="module")
 def workspace(orl_aligned):
-    return studio.load_workspace(device="cpu")
+    return studio.load_workspace("orl", device="cpu")
 
 
 @pytest.fixture(scope="module")

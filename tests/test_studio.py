@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workspace(orl_aligned):
-    return studio.load_workspace(device="cpu")
+    return studio.load_workspace("orl", device="cpu")
 
 
 @pytest.fixture()

@@ -33,7 +33,7 @@ from ..paths import atomic_write, cache_dir
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -61,6 +61,8 @@ class AlignedFaces:
         identities: the identity of each crop.
         num_faces: ``int [N]``, how many faces the detector found in each image (the largest was kept).
         failures: image key -> why no usable face was found, for the remaining images.
+        ambiguous: image key -> why the choice among the photo's faces is not clear, for the aligned images where
+            the aligner said so (``FaceAligner(choose="centre")``).
         size: the crop side S (taken from ``crops``).
     """
 
@@ -69,6 +71,7 @@ class AlignedFaces:
     identities: tuple[str, ...]
     num_faces: np.ndarray
     failures: Mapping[str, str] = field(default_factory=dict)
+    ambiguous: Mapping[str, str] = field(default_factory=dict)
     size: int = field(init=False)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -93,6 +96,10 @@ class AlignedFaces:
         object.__setattr__(self, "keys", tuple(self.keys))
         object.__setattr__(self, "identities", tuple(self.identities))
         object.__setattr__(self, "failures", dict(self.failures))
+        object.__setattr__(self, "ambiguous", dict(self.ambiguous))
+        stray = set(self.ambiguous) - set(self.keys)
+        if stray:
+            raise ValueError(f"ambiguous keys that were not aligned: {preview(sorted(stray))}")
         object.__setattr__(self, "size", int(crops.shape[1]))
         object.__setattr__(self, "_index", {key: i for i, key in enumerate(self.keys)})
 
@@ -210,6 +217,8 @@ def _save(path: Path, faces: AlignedFaces, key: str) -> None:
         "num_faces": faces.num_faces,
         "failure_keys": np.array(failure_keys, dtype=np.str_).reshape(-1),
         "failure_reasons": np.array([faces.failures[k] for k in failure_keys], dtype=np.str_).reshape(-1),
+        "ambiguous_keys": np.array(list(faces.ambiguous), dtype=np.str_).reshape(-1),
+        "ambiguous_reasons": np.array(list(faces.ambiguous.values()), dtype=np.str_).reshape(-1),
     }
     # an .npz that np.load reads, deflated at level 1: on ORL 7x faster to write than np.savez_compressed's
     # default level (0.3 s instead of 2 s, at start-up on a fresh machine) for a file 20 % larger
@@ -230,6 +239,7 @@ def _load(path: Path, dataset: FaceDataset, key: str, size: int | None) -> Align
         identities = tuple(str(k) for k in data["identities"].tolist())
         num_faces = np.array(data["num_faces"])
         failures = dict(zip(data["failure_keys"].tolist(), data["failure_reasons"].tolist(), strict=True))
+        ambiguous = dict(zip(data["ambiguous_keys"].tolist(), data["ambiguous_reasons"].tolist(), strict=True))
     if size is not None and crops.shape[1:] != (size, size, 3):
         raise ValueError(f"crops have shape {crops.shape[1:]}, expected ({size}, {size}, 3)")
     expected = [(r.key, r.identity) for r in dataset.records if r.key not in failures]
@@ -243,6 +253,7 @@ def _load(path: Path, dataset: FaceDataset, key: str, size: int | None) -> Align
         identities=identities,
         num_faces=num_faces,
         failures=failures,
+        ambiguous=ambiguous,
     )
 
 
@@ -260,6 +271,7 @@ def _run(dataset: FaceDataset, aligner: Aligner, batch_size: int, progress: Prog
     identities: list[str] = []
     num_faces: list[int] = []
     failures: dict[str, str] = {}
+    ambiguous: dict[str, str] = {}
     progress(0.0, f"Aligning {total} images")
     for start in range(0, total, batch_size):
         batch = records[start : start + batch_size]
@@ -286,6 +298,8 @@ def _run(dataset: FaceDataset, aligner: Aligner, batch_size: int, progress: Prog
             keys.append(record.key)
             identities.append(record.identity)
             num_faces.append(int(getattr(result, "num_faces", 1)))
+            if getattr(result, "ambiguous", ""):
+                ambiguous[record.key] = str(result.ambiguous)
         progress(end / total, f"Aligned {end}/{total} images")
     array = np.stack(crops) if crops else np.zeros((0, size, size, 3), dtype=np.uint8)
     return AlignedFaces(
@@ -294,6 +308,7 @@ def _run(dataset: FaceDataset, aligner: Aligner, batch_size: int, progress: Prog
         identities=tuple(identities),
         num_faces=np.asarray(num_faces, dtype=np.int64),
         failures=failures,
+        ambiguous=ambiguous,
     )
 
 

@@ -47,6 +47,7 @@ def load_folder(
     min_images_per_identity: int = 2,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     credit: str = "",
+    skip_smaller: bool = False,
     progress: ProgressFn = no_progress,
 ) -> FaceDataset:
     """Load a folder-per-identity image tree.
@@ -58,6 +59,8 @@ def load_folder(
             trained and tested on a person with a single photo, hence the default of 2.
         extensions: file extensions counted as images (case-insensitive, with the dot).
         credit: attribution text kept on the dataset.
+        skip_smaller: leave out identities with fewer than ``min_images_per_identity`` images (before any file is
+            read) instead of refusing the folder; e.g. LFW's 5,749 people of whom 1,680 have two photos or more.
         progress: receives the fraction of files hashed.
 
     Returns:
@@ -86,6 +89,12 @@ def load_folder(
     too_few = {
         identity: len(files) for identity, files in files_by_identity.items() if len(files) < min_images_per_identity
     }
+    if too_few and skip_smaller:
+        logger.info("Leaving out %d identities with fewer than %d images", len(too_few), min_images_per_identity)
+        files_by_identity = {k: v for k, v in files_by_identity.items() if k not in too_few}
+        if not files_by_identity:
+            raise DataError(f"No identity in {base} has at least {min_images_per_identity} images.")
+        too_few = {}
     if too_few:
         listed = preview([f"{identity} ({count})" for identity, count in too_few.items()])
         raise DataError(

@@ -206,20 +206,28 @@ def make_split(
     num_unseen: int = 10,
     test_per_identity: int = 3,
     holdout_per_identity: int = 0,
+    known_min_images: int | None = None,
+    test_fraction: float | None = None,
+    holdout_fraction: float | None = None,
 ) -> Split:
     """Draw a split with no forget request.
 
     ``num_unseen`` identities are drawn at random as the unseen population; the rest are known, in natural order.
-    For each known identity, ``test_per_identity`` and ``holdout_per_identity`` images are drawn at random and the
-    rest are for training. The same dataset and arguments always give the same split. ORL with the defaults:
-    30 known identities with 7 train / 3 test images each, 10 unseen.
+    Or, with ``known_min_images``, the identities with at least that many images are known and the others unseen
+    (LFW's convention: the 62 people with 20 photos or more). For each known identity, ``test_per_identity`` and
+    ``holdout_per_identity`` images are drawn at random (or, with ``test_fraction`` / ``holdout_fraction``, that
+    fraction of its images, rounded, and at least the per-identity count) and the rest are for training. The same
+    dataset and arguments always give the same split. ORL with the defaults: 30 known identities with 7 train /
+    3 test images each, 10 unseen.
 
     Args:
         dataset: the images.
         seed: the random seed.
-        num_unseen: how many identities to keep out of training entirely.
-        test_per_identity: test images per known identity.
+        num_unseen: how many identities to keep out of training entirely (ignored with ``known_min_images``).
+        test_per_identity: test images per known identity (the least, with ``test_fraction``).
         holdout_per_identity: holdout images per known identity (for TMU; 0 for none).
+        known_min_images: known identities are exactly those with at least this many images.
+        test_fraction, holdout_fraction: the share of each known identity's images held out for test / holdout.
 
     Returns:
         The split (``forget_mode="none"``).
@@ -230,18 +238,46 @@ def make_split(
     identities = list(dataset.identities)
     if num_unseen < 0 or test_per_identity < 0 or holdout_per_identity < 0:
         raise SplitError("num_unseen, test_per_identity and holdout_per_identity must not be negative.")
-    if len(identities) - num_unseen < 2:
-        raise SplitError(
-            f"Dataset '{dataset.name}' has {len(identities)} identities; keeping {num_unseen} unseen leaves fewer "
-            f"than 2 known classes. Lower num_unseen to at most {max(len(identities) - 2, 0)}."
-        )
-    needed = test_per_identity + holdout_per_identity + 1
+    for name, fraction in (("test_fraction", test_fraction), ("holdout_fraction", holdout_fraction)):
+        if fraction is not None and not 0.0 <= fraction < 1.0:
+            raise SplitError(f"{name} must lie in [0, 1), got {fraction}.")
+    if (test_fraction or 0.0) + (holdout_fraction or 0.0) >= 1.0:
+        raise SplitError("test_fraction + holdout_fraction must leave some images for training.")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(identities))
-    unseen_set = {identities[i] for i in order[:num_unseen]}
+    if known_min_images is not None:
+        if known_min_images < 1:
+            raise SplitError(f"known_min_images must be at least 1, got {known_min_images}.")
+        unseen_set = {i for i in identities if len(dataset.records_of(i)) < known_min_images}
+        if len(identities) - len(unseen_set) < 2:
+            raise SplitError(
+                f"Dataset '{dataset.name}' has {len(identities) - len(unseen_set)} identities with at least "
+                f"{known_min_images} images; at least 2 known classes are needed. Lower known_min_images."
+            )
+    else:
+        if len(identities) - num_unseen < 2:
+            raise SplitError(
+                f"Dataset '{dataset.name}' has {len(identities)} identities; keeping {num_unseen} unseen leaves fewer "
+                f"than 2 known classes. Lower num_unseen to at most {max(len(identities) - 2, 0)}."
+            )
+        unseen_set = {identities[i] for i in order[:num_unseen]}
     known = [identity for identity in identities if identity not in unseen_set]
     unseen = [identity for identity in identities if identity in unseen_set]
-    short = [f"{i} ({len(dataset.records_of(i))})" for i in known if len(dataset.records_of(i)) < needed]
+
+    def counts(identity: str) -> tuple[int, int]:
+        n = len(dataset.records_of(identity))
+        n_test = max(test_per_identity, round(test_fraction * n)) if test_fraction is not None else test_per_identity
+        n_hold = (
+            max(holdout_per_identity, round(holdout_fraction * n))
+            if holdout_fraction is not None
+            else holdout_per_identity
+        )
+        return n_test, n_hold
+
+    short = [
+        f"{i} ({len(dataset.records_of(i))})" for i in known if len(dataset.records_of(i)) < sum(counts(i)) + 1
+    ]
+    needed = test_per_identity + holdout_per_identity + 1
     if short:
         raise SplitError(
             f"Each known identity needs at least {needed} images ({test_per_identity} test + {holdout_per_identity} "
@@ -254,10 +290,11 @@ def make_split(
     for identity in known:
         keys = [record.key for record in dataset.records_of(identity)]
         shuffled = [keys[i] for i in rng.permutation(len(keys))]
-        test[identity] = _natural(shuffled[:test_per_identity])
-        holdout[identity] = _natural(shuffled[test_per_identity : needed - 1])
-        train[identity] = _natural(shuffled[needed - 1 :])
-    if holdout_per_identity == 0:
+        n_test, n_hold = counts(identity)
+        test[identity] = _natural(shuffled[:n_test])
+        holdout[identity] = _natural(shuffled[n_test : n_test + n_hold])
+        train[identity] = _natural(shuffled[n_test + n_hold :])
+    if not any(holdout.values()):
         holdout = {}
     return Split(
         dataset=dataset.name,

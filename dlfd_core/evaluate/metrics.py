@@ -453,7 +453,20 @@ def _pair_auc(scores: np.ndarray, same: np.ndarray, what: str) -> float:
             f"{what} needs both same-person and different-person pairs; got {n_pos} same-person pairs of "
             f"{same.size} (each person needs at least two photos, and there must be at least two people)"
         )
-    return float(roc_auc_score(same.astype(np.int64), scores))
+    return rank_auc(scores, same)
+
+
+def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic: the share of (positive, negative) pairs in which the positive scores
+    higher, ties counted half; the value ``roc_auc_score`` gives, from one sort of the negatives (on LFW's 400,000
+    test pairs about ten times faster, which the app's per-run evaluation needs)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    negatives = np.sort(scores[~positive])
+    hits = scores[positive]
+    below = np.searchsorted(negatives, hits, side="left")
+    up_to = np.searchsorted(negatives, hits, side="right")
+    return float((below.sum() + 0.5 * (up_to - below).sum()) / (hits.size * negatives.size))
 
 
 def verification_auc(

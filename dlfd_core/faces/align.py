@@ -7,8 +7,14 @@ y = 0.780 of a template that the chip shows from -0.25 to 1.25, so 1.5 / 0.564 â
 the eyeâ€“mouth midpoint). Parts of the square outside the photo are black.
 
 :class:`FaceAligner` ties loading, detection and cropping together for one photo or many. When a photo shows
-several faces it takes the most confident of the *large* ones: faces whose box side is at least
-:data:`LARGE_FACE_RATIO` of the largest face's side.
+several faces it chooses one by its ``choose`` rule:
+
+* ``"confident"`` (the default, for a person's own photos): the most confident of the *large* faces, those whose
+  box side is at least :data:`LARGE_FACE_RATIO` of the largest face's side;
+* ``"centre"`` (for datasets labelled by the face in the middle of the frame, as LFW is): the confident face whose
+  box centre lies nearest the photo's centre. The choice is flagged as *ambiguous* (:attr:`AlignedFace.ambiguous`)
+  when no face is near the centre, or when another large face is nearly as near (see :data:`CENTRE_MAX_OFFSET`
+  and :data:`CENTRE_MIN_GAP`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,14 @@ MIN_FACE_PX = 32.0
 MIN_SCORE = 0.9
 #: With several faces, only those at least this fraction of the largest face's side compete on score.
 LARGE_FACE_RATIO = 0.5
+#: ``choose="centre"``: a chosen face whose box centre is further than this fraction of the photo's shorter side
+#: from the photo's centre is flagged as ambiguous (not clearly the centred face).
+CENTRE_MAX_OFFSET = 0.15
+#: ``choose="centre"``: flagged as ambiguous too when another face, at least :data:`LARGE_FACE_RATIO` of the chosen
+#: face's size, lies less than this fraction of the shorter side further from the centre than the chosen one.
+CENTRE_MIN_GAP = 0.1
+#: The rules :class:`FaceAligner` can choose a photo's face by.
+CHOOSE_RULES = ("confident", "centre")
 #: Photos with a longer side than this are shrunk for detection (the crop still comes from the full photo).
 MAX_DETECT_SIDE = 1024
 #: When no face is found, detection is tried once more on the photo with its edges extended by this fraction
@@ -137,12 +151,14 @@ class AlignedFace:
             more than one means the choice may be wrong.
         others: aligned crops of the photo's other faces that were large enough to be chosen, best first (empty
             for a photo with one face), for a caller that can tell by identity which face is meant.
+        ambiguous: why the choice among several faces is not clear (``choose="centre"`` only), or ``""``.
     """
 
     crop: np.ndarray
     detection: FaceDetection
     num_faces: int
     others: tuple[np.ndarray, ...] = ()
+    ambiguous: str = ""
 
     @property
     def several_faces(self) -> bool:
@@ -166,6 +182,10 @@ class FaceAligner:
         border_retry: when no face is found, detect again with the borders extended by this fraction of the
             photo's size (0 disables the retry).
         max_pixels: the largest photo accepted, in pixels.
+        choose: which face of a photo with several is aligned: ``"confident"`` or ``"centre"`` (see the module
+            docstring).
+        keep_others: also crop the photo's other large faces (:attr:`AlignedFace.others`); a dataset build that
+            never reads them turns this off.
     """
 
     def __init__(
@@ -180,9 +200,13 @@ class FaceAligner:
         max_detect_side: int = MAX_DETECT_SIDE,
         border_retry: float = BORDER_RETRY,
         max_pixels: int = MAX_PIXELS,
+        choose: str = "confident",
+        keep_others: bool = True,
     ) -> None:
         if size < 1 or not scale > 0 or max_detect_side < 12 or border_retry < 0:
             raise ValueError("size, scale and max_detect_side must be positive and border_retry non-negative")
+        if choose not in CHOOSE_RULES:
+            raise ValueError(f"choose must be one of {', '.join(CHOOSE_RULES)}, not {choose!r}")
         self.detector = detector if detector is not None else MTCNN()
         self.size = int(size)
         self.scale = float(scale)
@@ -192,6 +216,8 @@ class FaceAligner:
         self.max_detect_side = int(max_detect_side)
         self.border_retry = float(border_retry)
         self.max_pixels = int(max_pixels)
+        self.choose = choose
+        self._keep_others = bool(keep_others)  # private: not part of the crops' cache key
 
     def align(self, image: ImageSource) -> AlignedFace:
         """Align the main face of one photo.
@@ -287,7 +313,11 @@ class FaceAligner:
                 "well lit."
             )
         largest = max(face.size for face in faces)
-        best = max((f for f in faces if f.size >= LARGE_FACE_RATIO * largest), key=lambda f: f.score)
+        ambiguous = ""
+        if self.choose == "centre":
+            best, ambiguous = _centred(image, faces)
+        else:
+            best = max((f for f in faces if f.size >= LARGE_FACE_RATIO * largest), key=lambda f: f.score)
         if best.size < self.min_face_px or best.eye_mouth_distance < self.min_face_px / 3:
             raise FaceTooSmallError(
                 f"The face in {name} is too small: {best.size:.0f} pixels across, at least {self.min_face_px:.0f} "
@@ -299,12 +329,37 @@ class FaceAligner:
         others = tuple(
             align_crop(image, face.landmarks, size=self.size, scale=self.scale, roll=self.roll)
             for face in sorted(faces, key=lambda f: -f.score)
-            if face is not best
+            if self._keep_others
+            and face is not best
             and face.size >= LARGE_FACE_RATIO * largest
             and face.size >= self.min_face_px
             and face.eye_mouth_distance >= self.min_face_px / 3
         )
-        return AlignedFace(crop=crop, detection=best, num_faces=len(faces), others=others)
+        return AlignedFace(crop=crop, detection=best, num_faces=len(faces), others=others, ambiguous=ambiguous)
+
+
+def _centre_offset(image: np.ndarray, face: FaceDetection) -> float:
+    """Distance from the face box's centre to the photo's centre, as a fraction of the photo's shorter side."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = face.box
+    return math.hypot((x1 + x2) / 2 - width / 2, (y1 + y2) / 2 - height / 2) / min(height, width)
+
+
+def _centred(image: np.ndarray, faces: Sequence[FaceDetection]) -> tuple[FaceDetection, str]:
+    """The face nearest the photo's centre (ties: the more confident), and why that choice is unclear, or ``""``."""
+    ranked = sorted(faces, key=lambda f: (_centre_offset(image, f), -f.score))
+    best = ranked[0]
+    offset = _centre_offset(image, best)
+    if offset > CENTRE_MAX_OFFSET:
+        return best, f"no face near the centre (the nearest is {offset:.2f} of the photo's side away)"
+    for other in ranked[1:]:
+        gap = _centre_offset(image, other) - offset
+        if other.size >= LARGE_FACE_RATIO * best.size and gap < CENTRE_MIN_GAP:
+            return best, (
+                f"{len(faces)} faces, two near the centre ({offset:.2f} and {offset + gap:.2f} of the photo's side "
+                "away)"
+            )
+    return best, ""
 
 
 def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Method",
+    "SuffixView",
+    "frozen_prefix",
     "RunContext",
     "UnlearnData",
     "UnlearnResult",
@@ -91,6 +93,8 @@ class UnlearnData:
             problem; may be empty).
         nonmember_inputs: photos that were never training data, for methods that watch a membership signal: the
             unseen people's photos in identity mode, the holdout photos in instance mode (may be empty).
+        prefix: the frozen backbone prefix's outputs for each of those sets (``"retain"``, ``"forget"``,
+            ``"holdout"``, ``"nonmember"``), when the caller has them cached; see :meth:`Method.run`.
     """
 
     retain_inputs: torch.Tensor
@@ -103,6 +107,7 @@ class UnlearnData:
     holdout_inputs: torch.Tensor | None = None
     holdout_labels: torch.Tensor | None = None
     nonmember_inputs: torch.Tensor | None = None
+    prefix: Mapping[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.forget_mode not in {"identity", "instance"}:
@@ -120,9 +125,41 @@ class UnlearnData:
     def has_holdout(self) -> bool:
         return self.holdout_inputs is not None and len(self.holdout_inputs) > 0
 
+    _PARTS: ClassVar[tuple[str, ...]] = ("retain", "forget", "holdout", "nonmember")
+
+    def with_prefix(self, model: nn.Module, device: torch.device | str = "cpu") -> UnlearnData:
+        """This data with every set's frozen-prefix outputs under ``model`` (those already cached are kept)."""
+        from ..train import run_prefix
+
+        cached = dict(self.prefix or {})
+        for part in self._PARTS:
+            inputs = getattr(self, f"{part}_inputs")
+            if inputs is not None and part not in cached:
+                cached[part] = run_prefix(model, inputs, device)
+        return dataclasses.replace(self, prefix=cached)
+
+    def on_prefix(self) -> UnlearnData:
+        """This data with the prefix outputs *as* the inputs (for a :class:`SuffixView` of the model)."""
+        assert self.prefix is not None
+        inputs = {
+            f"{part}_inputs": self.prefix[part] if getattr(self, f"{part}_inputs") is not None else None
+            for part in self._PARTS
+        }
+        return dataclasses.replace(self, prefix=None, **inputs)
+
     @classmethod
-    def from_split(cls, aligned: Any, split: Any, *, input_size: int) -> UnlearnData:
-        """The data of a split with a forget request, resized to the model's ``input_size``."""
+    def from_split(
+        cls,
+        aligned: Any,
+        split: Any,
+        *,
+        input_size: int,
+        prefix: Callable[[Sequence[str]], torch.Tensor | None] | None = None,
+    ) -> UnlearnData:
+        """The data of a split with a forget request, resized to the model's ``input_size``.
+
+        ``prefix(keys)``: the frozen prefix's cached outputs for those photos, or ``None`` (kept in :attr:`prefix`
+        only when every set has them)."""
         from ..data.splits import aligned_for
         from ..data.transforms import crops_to_tensor
 
@@ -136,6 +173,7 @@ class UnlearnData:
         retain_x, retain_y = part(split.retain_train_keys)
         forget_x, forget_y = part(split.forget_train_keys)
         holdout = part(split.retain_holdout_keys) if split.retain_holdout_keys else (None, None)
+        keys: tuple[str, ...] = ()
         if split.forget_mode == "identity":
             unseen = set(split.unseen)
             keys = tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in unseen)
@@ -144,6 +182,16 @@ class UnlearnData:
             nonmember = holdout[0]
         retained = set(retain_y.tolist())
         forget_classes = tuple(sorted({c for c in forget_y.tolist() if c not in retained}))
+        cached: dict[str, torch.Tensor] | None = None
+        if prefix is not None:
+            sets = {
+                "retain": split.retain_train_keys,
+                "forget": split.forget_train_keys,
+                "holdout": split.retain_holdout_keys or None,
+                "nonmember": (keys if split.forget_mode == "identity" else split.retain_holdout_keys) or None,
+            }
+            found = {name: prefix(list(k)) for name, k in sets.items() if k}
+            cached = found if all(v is not None for v in found.values()) else None
         return cls(
             retain_inputs=retain_x,
             retain_labels=retain_y,
@@ -155,6 +203,7 @@ class UnlearnData:
             holdout_inputs=holdout[0],
             holdout_labels=holdout[1],
             nonmember_inputs=nonmember,
+            prefix=cached,
         )
 
 
@@ -241,14 +290,23 @@ class RunContext:
     def permutation(self, n: int) -> torch.Tensor:
         return torch.randperm(n, generator=self.generator)
 
+    def index_batches(self, n: int, batch_size: int, *, shuffle: bool = True) -> Iterator[torch.Tensor]:
+        """One pass over ``range(n)`` in batches of indices, in a seeded order (what :meth:`batches` draws)."""
+        order = self.permutation(n) if shuffle else torch.arange(n)
+        for first in range(0, len(order), batch_size):
+            yield order[first : first + batch_size]
+
     def batches(
         self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over ``(inputs, labels)`` in batches on the run's device, in a seeded order."""
-        order = self.permutation(len(inputs)) if shuffle else torch.arange(len(inputs))
-        for first in range(0, len(order), batch_size):
-            index = order[first : first + batch_size]
+        for index in self.index_batches(len(inputs), batch_size, shuffle=shuffle):
             yield self.to_device(inputs[index]), self.to_device(labels[index])
+
+    def cycle_indices(self, n: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Batches of indices into ``range(n)`` forever, reshuffled at each pass (what :meth:`cycle` draws)."""
+        while True:
+            yield from self.index_batches(n, batch_size)
 
     def cycle(
         self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
@@ -325,6 +383,63 @@ class RunContext:
         loss.backward()
         optimizer.step()
         return value
+
+
+def frozen_prefix(model: nn.Module, trainable: str) -> bool:
+    """Whether training ``model``'s ``trainable`` set leaves its backbone's prefix (and so the prefix's outputs)
+    unchanged: only the last stage trains, the backbone declares ``prefix`` / ``suffix`` / ``last_stage_parameters``,
+    and it has no layer that behaves differently in training (batch norm, dropout)."""
+    backbone = getattr(model, "backbone", None)
+    if trainable != "last" or backbone is None:
+        return False
+    if not all(callable(getattr(backbone, name, None)) for name in ("prefix", "suffix", "last_stage_parameters")):
+        return False
+    stateful = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
+    return not any(isinstance(m, stateful) for m in backbone.modules())
+
+
+class _SuffixBackbone(nn.Module):
+    """A backbone seen from its prefix's outputs: ``forward(a) = backbone.suffix(a)``."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.inner = backbone
+        self.embedding_dim = backbone.embedding_dim
+        self.input_size = backbone.input_size
+
+    def forward(self, activations: torch.Tensor) -> torch.Tensor:
+        return self.inner.suffix(activations)
+
+    def last_stage_parameters(self) -> list[nn.Parameter]:
+        return list(self.inner.last_stage_parameters())
+
+
+class SuffixView(nn.Module):
+    """A classifier seen from its frozen prefix's outputs: ``forward(a) = head(backbone.suffix(a))``.
+
+    It shares every parameter with ``model`` (training the view trains the model); :meth:`Method.run` gives it to a
+    :attr:`Method.prefix_safe` method together with the prefix outputs as the data's inputs.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.backbone = _SuffixBackbone(model.backbone)
+        self.head = model.head
+        for name in ("num_classes", "embedding_dim", "input_size", "backbone_name", "pretrained", "metadata"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The head's final linear layer (as :class:`~dlfd_core.models.FaceClassifier` has it)."""
+        return self.model.output_layer
+
+    def features(self, activations: torch.Tensor) -> torch.Tensor:
+        return self.backbone(activations)
+
+    def forward(self, activations: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(activations))
 
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -425,6 +540,10 @@ class Method:
     modes: ClassVar[tuple[str, ...]] = ("identity", "instance")
     optimizer: ClassVar[str] = "sgd"  # what lr / head_lr mean: SGD rates, or "adam" rates
     needs_holdout: ClassVar[bool] = False
+    #: The method only passes its data's photos through the model and trains within its ``trainable`` set (no input
+    #: synthesis, no augmentation, no other architecture), so with a frozen prefix it may run on the prefix's outputs
+    #: (:meth:`run`): the same computation, without the frozen layers' cost at every step.
+    prefix_safe: ClassVar[bool] = False
 
     epochs: int = setting(1, "passes over the retain set", min=1, max=100)
     batch_size: int = setting(32, "photos per step", min=1, max=1024)
@@ -534,7 +653,11 @@ class Method:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             work = copy.deepcopy(model).to(device)
-            self._unlearn(work, data, ctx)
+            if self.prefix_safe and frozen_prefix(work, self.trainable):
+                # the frozen layers' outputs are the same at every step: compute them once (or take the caller's)
+                self._unlearn(SuffixView(work), data.with_prefix(work, device).on_prefix(), ctx)
+            else:
+                self._unlearn(work, data, ctx)
         for p in work.parameters():
             p.requires_grad_(True)
         work.eval()

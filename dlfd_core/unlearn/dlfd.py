@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from .base import Method, RunContext, UnlearnData, register_method, reset_classes, setting
+from ..train import run_prefix
+from .base import Method, RunContext, SuffixView, UnlearnData, frozen_prefix, register_method, reset_classes, setting
 from .ot import COSTS, ot_distance
 
 log = logging.getLogger(__name__)
@@ -193,26 +194,43 @@ class DLFD(Method):
         optimizer = ctx.sgd(model)
         n_batches = math.ceil(len(data.retain_inputs) / self.batch_size)
         ctx.plan(self.epochs * n_batches)
-        forget = ctx.to_device(data.forget_inputs)
+        # Only the synthesis needs the photos themselves (δ lives in pixel space, as in the paper). Everything else
+        # (clean training steps, the forget features, the monitor) passes unperturbed photos, so with a frozen prefix
+        # it runs from the prefix's outputs: the caller's cached ones, or computed here once per photo.
+        frozen = frozen_prefix(model, self.trainable)
+        view: nn.Module = SuffixView(model) if frozen else model
+        cached = dict(data.prefix or {}) if frozen else {}
+
+        def encoded(part: str, index: torch.Tensor | None = None) -> torch.Tensor:
+            """The model input of ``part``'s photos ``index`` for ``view``: prefix outputs when frozen."""
+            inputs = getattr(data, f"{part}_inputs")
+            if not frozen:
+                return ctx.to_device(inputs if index is None else inputs[index])
+            if part in cached:
+                return ctx.to_device(cached[part] if index is None else cached[part][index])
+            return run_prefix(model, inputs if index is None else inputs[index], ctx.device)
+
+        forget = encoded("forget")
         monitor = None
         if data.nonmember_inputs is not None and len(data.nonmember_inputs) and self.monitor_samples:
             pick = ctx.permutation(len(data.nonmember_inputs))[: self.monitor_samples]
-            monitor = ctx.to_device(data.nonmember_inputs[pick])
-        forget_batches = ctx.cycle(data.forget_inputs, data.forget_labels, self.batch_size)
+            monitor = encoded("nonmember", pick)
+        forget_batches = ctx.cycle_indices(len(data.forget_inputs), self.batch_size)
         perturbing = self.steps > 0
         total = self.epochs * n_batches
         batch_index = 0
         for epoch in range(self.epochs):
-            for x, y in ctx.batches(data.retain_inputs, data.retain_labels, self.batch_size):
+            for index in ctx.index_batches(len(data.retain_inputs), self.batch_size):
+                y = ctx.to_device(data.retain_labels[index])
                 ce_weight = self.ce_weight_start + (self.ce_weight_end - self.ce_weight_start) * (
                     batch_index / max(total - 1, 1)
                 )
                 values: dict[str, float] = {"ce_weight": ce_weight, "perturbed": float(perturbing)}
                 if perturbing:
                     model.eval()
-                    x_f = ctx.to_device(next(forget_batches)[0])
+                    x = ctx.to_device(data.retain_inputs[index])
                     with torch.no_grad(), ctx.autocast():
-                        target = _space(model, x_f, self.feature_space)
+                        target = _space(view, forget[next(forget_batches).to(forget.device)], self.feature_space)
                     x_in = perturb(
                         model,
                         x,
@@ -229,14 +247,17 @@ class DLFD(Method):
                         autocast=ctx.autocast,
                     )
                     values["delta_linf"] = float((x_in - x).abs().amax())
+                    model.train()
+                    with ctx.autocast():
+                        loss = F.cross_entropy(model(x_in), y)
                 else:
-                    x_in = x
-                model.train()
-                with ctx.autocast():
-                    loss = F.cross_entropy(model(x_in), y)
+                    inputs = encoded("retain", index)
+                    model.train()
+                    with ctx.autocast():
+                        loss = F.cross_entropy(view(inputs), y)
                 values["loss"] = ctx.update(optimizer, loss)
                 if perturbing and monitor is not None:
-                    score = abs(confidence_auc(model, forget, monitor, ctx) - 0.5)
+                    score = abs(confidence_auc(view, forget, monitor, ctx) - 0.5)
                     values["forgetting_score"] = score
                     if score < self.stop_threshold:
                         perturbing = False
@@ -276,6 +297,7 @@ _NO_TRAINING = "not used: the class reset trains nothing"
 class ClassReset(Method):
     """Ablation: re-initialise the forgotten people's output rows and nothing else (no paper; DLFD's first step)."""
 
+    prefix_safe = True
     name = "class_reset"
     title = "Class reset (ablation)"
     paper = "this project's ablation of DLFD's identity-mode step"

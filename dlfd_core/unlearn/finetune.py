@@ -17,6 +17,7 @@ from .base import Method, RunContext, UnlearnData, register_method, setting
 @register_method
 @dataclass(frozen=True, kw_only=True)
 class FineTune(Method):
+    prefix_safe = True
     name = "finetune"
     title = "Fine-tune"
     paper = "Warnecke et al. 2023; Golatkar et al. 2020"

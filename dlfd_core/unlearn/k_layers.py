@@ -112,9 +112,9 @@ class _LastLayers(Method):
     def _train_last(self, model: nn.Module, data: UnlearnData, ctx: RunContext, stage: str) -> None:
         """The recipe's training loop (cosine decay, augmentation) on the last k layers; the others frozen."""
         from ..augment import augment_batch
-        from ..train import default_config
+        from ..train import recipe_of
 
-        config = default_config(model.backbone_name)
+        config = recipe_of(model)
         frozen, trained = self._split(model)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -180,9 +180,9 @@ class EUk(_LastLayers):
     )
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
-        from ..train import default_config, imprint_head
+        from ..train import imprint_head, recipe_of
 
-        config = default_config(model.backbone_name)
+        config = recipe_of(model)
         reference = _initial_model(model, ctx)
         _, trained = self._split(model)
         with torch.no_grad():

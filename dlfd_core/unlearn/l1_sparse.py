@@ -41,6 +41,7 @@ class L1Sparse(Method):
     From "Model Sparsity Can Simplify Machine Unlearning": fine-tuning with a linearly decaying ℓ1 penalty.
     """
 
+    prefix_safe = True
     name = "l1_sparse"
     title = "ℓ1-sparse"
     paper = "Jia et al. 2023 (NeurIPS)"

@@ -42,6 +42,7 @@ class NegGrad(Method):
     Also the unlearning-by-ascent analysed by Thudi et al. 2022 (https://arxiv.org/abs/2109.13398).
     """
 
+    prefix_safe = True
     name = "neggrad"
     title = "NegGrad (gradient ascent)"
     paper = "Golatkar et al. 2020; Thudi et al. 2022"
@@ -70,6 +71,7 @@ class NegGradPlus(Method):
     From "Towards Unbounded Machine Unlearning" (NeurIPS 2023), over paired retain / forget batches.
     """
 
+    prefix_safe = True
     name = "neggrad_plus"
     title = "NegGrad+"
     paper = "Kurmanji et al. 2023 (NeurIPS)"

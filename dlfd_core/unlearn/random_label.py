@@ -99,6 +99,7 @@ class RandomLabel(Method):
     retain set.
     """
 
+    prefix_safe = True
     name = "random_label"
     title = "Random labels"
     paper = "Golatkar et al. 2020; Graves et al. 2021 (Amnesiac Machine Learning)"

@@ -84,7 +84,7 @@ class Retrain(Method):
     amp: bool = setting(True, _UNUSED)
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
-        from ..train import default_config, train_classifier
+        from ..train import recipe_of, train_classifier
 
         torch.manual_seed(ctx.seed)  # as train_on_split does before creating the model
         fresh = initial_model(model)
@@ -92,7 +92,7 @@ class Retrain(Method):
             fresh,
             data.retain_inputs,
             data.retain_labels,
-            config=default_config(model.backbone_name),
+            config=recipe_of(model),
             seed=ctx.seed,
             device=ctx.device,
             progress=ctx.progress_fn(),

@@ -84,6 +84,7 @@ class SalUn(Method):
     -label unlearning then updates those weights alone (masked-out weights stay bit-identical).
     """
 
+    prefix_safe = True
     name = "salun"
     title = "SalUn"
     paper = "Fan et al., ICLR 2024"

@@ -59,6 +59,7 @@ class Scrub(Method):
     ``msteps`` epochs and stays close to it, with cross-entropy, on the retain set in every epoch.
     """
 
+    prefix_safe = True
     name = "scrub"
     title = "SCRUB"
     paper = "Kurmanji et al., NeurIPS 2023"
