@@ -104,7 +104,7 @@ BUNDLES: dict[str, Bundle] = {
         example_identity="s35",
     ),
 }
-#: The data and model the app opens with. LFW missed the issue-12 timings on the 2-core CPU (see docs/app.md), so ORL
+#: The data and model the app opens with. LFW missed the issue-12 timings on the 2-core CPU (see docs/lfw.md), so ORL
 #: stays the default and LFW is one click away.
 DEFAULT_BUNDLE = "orl"
 

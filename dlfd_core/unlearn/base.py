@@ -127,25 +127,27 @@ class UnlearnData:
 
     _PARTS: ClassVar[tuple[str, ...]] = ("retain", "forget", "holdout", "nonmember")
 
-    def with_prefix(self, model: nn.Module, device: torch.device | str = "cpu") -> UnlearnData:
-        """This data with every set's frozen-prefix outputs under ``model`` (those already cached are kept)."""
+    def with_prefix(
+        self, model: nn.Module, device: torch.device | str = "cpu", parts: Sequence[str] = _PARTS
+    ) -> UnlearnData:
+        """This data with the frozen-prefix outputs under ``model`` of the sets ``parts`` (those already cached, of
+        any set, are kept)."""
         from ..train import run_prefix
 
         cached = dict(self.prefix or {})
-        for part in self._PARTS:
+        for part in parts:
             inputs = getattr(self, f"{part}_inputs")
             if inputs is not None and part not in cached:
                 cached[part] = run_prefix(model, inputs, device)
         return dataclasses.replace(self, prefix=cached)
 
     def on_prefix(self) -> UnlearnData:
-        """This data with the prefix outputs *as* the inputs (for a :class:`SuffixView` of the model)."""
-        assert self.prefix is not None
-        inputs = {
-            f"{part}_inputs": self.prefix[part] if getattr(self, f"{part}_inputs") is not None else None
-            for part in self._PARTS
-        }
-        return dataclasses.replace(self, prefix=None, **inputs)
+        """This data with the prefix outputs *as* the inputs (for a :class:`SuffixView` of the model); a set without
+        prefix outputs is left out (``None``)."""
+        assert self.prefix is not None and {"retain", "forget"} <= set(self.prefix)
+        inputs = {f"{part}_inputs": self.prefix.get(part) for part in self._PARTS}
+        labels = {} if "holdout" in self.prefix else {"holdout_labels": None}
+        return dataclasses.replace(self, prefix=None, **inputs, **labels)
 
     @classmethod
     def from_split(
@@ -540,9 +542,9 @@ class Method:
     modes: ClassVar[tuple[str, ...]] = ("identity", "instance")
     optimizer: ClassVar[str] = "sgd"  # what lr / head_lr mean: SGD rates, or "adam" rates
     needs_holdout: ClassVar[bool] = False
-    #: The method only passes its data's photos through the model and trains within its ``trainable`` set (no input
-    #: synthesis, no augmentation, no other architecture), so with a frozen prefix it may run on the prefix's outputs
-    #: (:meth:`run`): the same computation, without the frozen layers' cost at every step.
+    #: The method only passes its data's retain and forget photos through the model and trains within its
+    #: ``trainable`` set (no input synthesis, no augmentation, no other architecture), so with a frozen prefix it may
+    #: run on the prefix's outputs (:meth:`run`): the same computation, without the frozen layers' cost at every step.
     prefix_safe: ClassVar[bool] = False
 
     epochs: int = setting(1, "passes over the retain set", min=1, max=100)
@@ -654,8 +656,10 @@ class Method:
             torch.manual_seed(seed)
             work = copy.deepcopy(model).to(device)
             if self.prefix_safe and frozen_prefix(work, self.trainable):
-                # the frozen layers' outputs are the same at every step: compute them once (or take the caller's)
-                self._unlearn(SuffixView(work), data.with_prefix(work, device).on_prefix(), ctx)
+                # the frozen layers' outputs are the same at every step: compute them once (or take the caller's);
+                # a prefix-safe method trains on the retain and forget sets (the others only when the caller has them)
+                prefixed = data.with_prefix(work, device, parts=("retain", "forget"))
+                self._unlearn(SuffixView(work), prefixed.on_prefix(), ctx)
             else:
                 self._unlearn(work, data, ctx)
         for p in work.parameters():
