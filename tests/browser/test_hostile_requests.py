@@ -397,7 +397,7 @@ def test_another_pages_file_is_not_one_of_this_pages_uploads(
         "example photo": victim.examples[0],
         "run report": next(p for p in victim.downloads if p.suffix == ".json"),
         "upload": victim.uploads[0],
-        "bundled face": sorted((sessions_dir / "_bundled").glob("*.png"))[0],
+        "bundled face": sorted((sessions_dir / "_bundled").glob("*/*.png"))[0],  # _bundled/<dataset>/<person>.png
     }[which]
     before = target.read_bytes()
     _refused(
