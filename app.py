@@ -41,7 +41,6 @@ if ZERO_GPU:
 
 import dlfd_core.faces  # noqa: E402, F401  (imported here, not first in the preload thread below)
 from dlfd_core import studio  # noqa: E402
-
 from dlfd_core.bundled import DEFAULT_BUNDLE, bundle, bundle_names  # noqa: E402
 
 #: The data and model the page opens with (``DLFD_DATASET=orl`` or ``lfw``); the page can switch to the other.
@@ -371,9 +370,7 @@ class Workspaces:
         bundle(name)  # an unknown name is refused before any lock is taken
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = studio.load_workspace(
-                    name, device=HOST_DEVICE, progress=progress, background=True
-                )
+                self._loaded[name] = studio.load_workspace(name, device=HOST_DEVICE, progress=progress, background=True)
             return self._loaded[name]
 
     def gallery(self, workspace: studio.Workspace) -> list[tuple]:

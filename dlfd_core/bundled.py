@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from .data import AlignedFaces, FaceDataset
 from .data.lfw import LFW_CREDIT
 from .data.orl import ORL_CREDIT
@@ -123,6 +122,4 @@ def bundle(name: str) -> Bundle:
     try:
         return BUNDLES[name]
     except (KeyError, TypeError):
-        raise UnknownNameError(
-            f"unknown dataset {name!r}; the bundled ones are {', '.join(bundle_names())}"
-        ) from None
+        raise UnknownNameError(f"unknown dataset {name!r}; the bundled ones are {', '.join(bundle_names())}") from None

@@ -361,7 +361,11 @@ def _add_forget_request(parser: argparse.ArgumentParser) -> None:
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose a split and, optionally, what to forget."""
-    parser.add_argument("--split", metavar="PATH", help="split JSON (default: the bundled dataset's, e.g. assets/splits/lfw_seed0.json; else drawn with seed 0)")
+    parser.add_argument(
+        "--split",
+        metavar="PATH",
+        help="split JSON (default: the bundled dataset's, e.g. assets/splits/lfw_seed0.json; else drawn with seed 0)",
+    )
     _add_forget_request(parser)
     parser.add_argument("--forget-seed", type=_seed_arg, default=0, help="seed of the --forget-instances draw")
 
@@ -865,7 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")
     add_dataset_arguments(p)
-    p.add_argument("--split", metavar="PATH", help="split JSON without a forget request (default: the bundled dataset's)")
+    p.add_argument(
+        "--split", metavar="PATH", help="split JSON without a forget request (default: the bundled dataset's)"
+    )
     p.add_argument("--methods", default="all", help="comma-separated method names, or all")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     p.add_argument("--seeds", type=_int_arg(1, 1000), default=3, help="seeds 0..N-1 (N >= 1)")

@@ -57,7 +57,7 @@ from .evaluate.report import METRICS, format_table
 from .experiment import ForgetOutcome, forget
 from .faces.faceset import FaceSetCheck, check_face_set, content_digest
 from .models import load_model, save_model
-from .paths import ASSETS_DIR, atomic_write, cache_dir, sha256_file
+from .paths import atomic_write, cache_dir, sha256_file
 from .progress import ProgressFn, no_progress, scaled
 
 __all__ = [

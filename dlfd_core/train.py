@@ -305,13 +305,17 @@ def run_prefix(model: nn.Module, inputs: torch.Tensor, device: str | torch.devic
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model.backbone.prefix(inputs[i : i + batch].to(device)) for i in range(0, len(inputs), batch)])
+        return torch.cat(
+            [model.backbone.prefix(inputs[i : i + batch].to(device)) for i in range(0, len(inputs), batch)]
+        )
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
-def run_suffix(model: nn.Module, activations: torch.Tensor, device: str | torch.device, batch: int = 256) -> torch.Tensor:
+def run_suffix(
+    model: nn.Module, activations: torch.Tensor, device: str | torch.device, batch: int = 256
+) -> torch.Tensor:
     """The backbone's embeddings from its prefix's outputs (eval mode)."""
     was_training = model.training
     model.eval()
@@ -349,7 +353,11 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
 def recipe_of(model: nn.Module) -> TrainConfig:
     """The recipe ``model`` was trained with (from a saved model's metadata), else its backbone's default; the gold
     model and the retraining baselines follow it, so that they differ from the original only in their data."""
-    saved = getattr(model, "metadata", {}).get("train_config") if isinstance(getattr(model, "metadata", None), dict) else None
+    saved = (
+        getattr(model, "metadata", {}).get("train_config")
+        if isinstance(getattr(model, "metadata", None), dict)
+        else None
+    )
     if isinstance(saved, Mapping):
         try:
             return config_from_dict(saved)

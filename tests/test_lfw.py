@@ -28,7 +28,6 @@ from dlfd_core.data.lfw import LFW_CREDIT, load_lfw, unpack_archive
 from dlfd_core.data.packed import INDEX_NAME, read_index, read_packed, write_packed
 from dlfd_core.errors import DataError
 from dlfd_core.paths import REPO_ROOT, sha256_file
-
 from tests.test_data import _hub_offline, build_hub_cache
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Jean_Chretien")
@@ -217,7 +216,9 @@ def test_bundled_asset_matches_its_index_and_the_readme(packed_lfw) -> None:
     for name in files:
         assert sha256_file(LFW_ASSET / name) in readme, f"assets/README.md does not give {name}'s current sha256"
     # every aligned photo's person is in the index, none in two places
-    assert set(packed_lfw.aligned.keys) | set(packed_lfw.aligned.failures) == {r.key for r in packed_lfw.dataset.records}
+    assert set(packed_lfw.aligned.keys) | set(packed_lfw.aligned.failures) == {
+        r.key for r in packed_lfw.dataset.records
+    }
 
 
 def test_rebuild_reproduces_the_bundled_crops(lfw_root: Path, packed_lfw, tmp_path: Path) -> None:

@@ -29,11 +29,15 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlfd_core.data.dataset import FaceDataset
 from dlfd_core.data.folder import IMAGE_EXTENSIONS, load_folder, load_hub_dataset
 from dlfd_core.errors import DataError
 from dlfd_core.paths import cache_dir, sha256_file
+
+if TYPE_CHECKING:
+    from dlfd_core.faces import FaceAligner
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ _ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 _MAX_MEMBER_BYTES = 50 * 1024 * 1024
 
 
-def lfw_aligner() -> object:
+def lfw_aligner() -> FaceAligner:
     """The aligner LFW is cropped with: the face nearest the photo's centre, ambiguous choices reported."""
     from dlfd_core.faces import FaceAligner
 
@@ -57,11 +61,11 @@ def lfw_aligner() -> object:
 
 
 def _person_root(folder: Path) -> Path:
-    """``folder`` itself, or its single ``lfw*`` sub-folder when the person folders sit one level down."""
+    """``folder`` itself, or its one sub-folder when that is all it holds and is named ``lfw*`` (the archive's
+    ``lfw/``, ``lfw_funneled/``, ...) with the person folders inside."""
     subfolders = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    lfw_like = [d for d in subfolders if d.name.lower().startswith("lfw")]
-    if len(lfw_like) == 1 and not any(f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS for f in lfw_like):
-        inner = lfw_like[0]
+    if len(subfolders) == 1 and subfolders[0].name.lower().startswith("lfw"):
+        inner = subfolders[0]
         if any(d.is_dir() for d in inner.iterdir()):
             return inner
     return folder

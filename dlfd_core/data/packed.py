@@ -236,7 +236,9 @@ def read_packed(folder: str | Path, *, rebuild_hint: str = "", progress: Progres
         with Image.open(io.BytesIO(blobs[key])) as image:
             image.load()
             if image.mode != "RGB" or image.size != (size, size):
-                raise DataError(f"The crop of {key} in {root} is {image.mode} {image.size}, not {size}x{size} RGB.{hint}")
+                raise DataError(
+                    f"The crop of {key} in {root} is {image.mode} {image.size}, not {size}x{size} RGB.{hint}"
+                )
             array[row] = np.asarray(image)
 
     # Pillow decodes without holding the GIL: threads share the work

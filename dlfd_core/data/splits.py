@@ -274,9 +274,7 @@ def make_split(
         )
         return n_test, n_hold
 
-    short = [
-        f"{i} ({len(dataset.records_of(i))})" for i in known if len(dataset.records_of(i)) < sum(counts(i)) + 1
-    ]
+    short = [f"{i} ({len(dataset.records_of(i))})" for i in known if len(dataset.records_of(i)) < sum(counts(i)) + 1]
     needed = test_per_identity + holdout_per_identity + 1
     if short:
         raise SplitError(

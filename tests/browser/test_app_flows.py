@@ -138,7 +138,9 @@ def test_choose_the_lfw_model_and_forget_a_person_by_name(app_page: Page) -> Non
     expect(page.locator("#forget-who")).to_contain_text("Colin Powell")
     _set_gold(page, False)
     _run(page)
-    expect(page.locator("#verdict")).to_contain_text(re.compile(r"Colin Powell (looks forgotten|is not fully forgotten)"))
+    expect(page.locator("#verdict")).to_contain_text(
+        re.compile(r"Colin Powell (looks forgotten|is not fully forgotten)")
+    )
     expect(page.locator("#predictions")).to_contain_text("Colin Powell")
     expect(page.locator("#plot-attack .js-plotly-plot")).to_be_visible(timeout=60_000)
     expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_contain_text("#1 dlfd")
