@@ -284,6 +284,8 @@ def train_classifier(
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
+    if isinstance(getattr(model, "metadata", None), dict):  # the model knows its recipe (see recipe_of)
+        model.metadata["train_config"] = config.to_dict()
     return TrainResult(model=model, config=config, history=tuple(history), seconds=time.perf_counter() - start)
 
 
@@ -353,11 +355,8 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
 def recipe_of(model: nn.Module) -> TrainConfig:
     """The recipe ``model`` was trained with (from a saved model's metadata), else its backbone's default; the gold
     model and the retraining baselines follow it, so that they differ from the original only in their data."""
-    saved = (
-        getattr(model, "metadata", {}).get("train_config")
-        if isinstance(getattr(model, "metadata", None), dict)
-        else None
-    )
+    metadata = getattr(model, "metadata", None)
+    saved = metadata.get("train_config") if isinstance(metadata, dict) else None
     if isinstance(saved, Mapping):
         try:
             return config_from_dict(saved)

@@ -18,7 +18,7 @@ from dlfd_core.data import make_split, with_forget_identities
 from dlfd_core.data.splits import aligned_for
 from dlfd_core.evaluate.metrics import rank_auc
 from dlfd_core.models import create_model
-from dlfd_core.train import TrainConfig, train_classifier, uses_frozen_prefix
+from dlfd_core.train import TrainConfig, recipe_of, train_classifier, uses_frozen_prefix
 from dlfd_core.unlearn import UnlearnData, create_method
 from dlfd_core.unlearn.base import SuffixView, frozen_prefix
 
@@ -52,6 +52,7 @@ def test_training_from_prefix_outputs_equals_full_passes(small, monkeypatch: pyt
     assert uses_frozen_prefix(fast, config)
     assert not uses_frozen_prefix(fast, TrainConfig())  # augmented photos change the prefix's input
     train_classifier(fast, crops, labels, config=config)
+    assert recipe_of(fast) == config  # a trained model knows its recipe: its gold model (and an enrolment's) follows it
     monkeypatch.setattr("dlfd_core.train.uses_frozen_prefix", lambda model, config: False)
     slow = _model(split.num_classes)
     train_classifier(slow, crops, labels, config=config)
