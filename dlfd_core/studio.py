@@ -167,14 +167,9 @@ def collect_all(
             known = PrefixCache({}, stored)
             at = {key: i for i, key in enumerate(keys)}
     missing = [j for j, key in enumerate(keys) if key not in at]
-    fresh = inputs(missing) if missing else None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            computed = [backbone.prefix(fresh[i : i + 64].to(device)).cpu() for i in range(0, len(missing), 64)]
-    finally:
-        model.train(was_training)
+    from .train import run_prefix
+
+    computed = [run_prefix(model, inputs(missing), device).cpu()] if missing else []
     if known is None:
         activations = torch.cat(computed)
     else:

@@ -302,31 +302,32 @@ def uses_frozen_prefix(model: nn.Module, config: TrainConfig) -> bool:
 
 
 @torch.no_grad()
-def run_prefix(model: nn.Module, inputs: torch.Tensor, device: str | torch.device, batch: int = 64) -> torch.Tensor:
-    """The backbone prefix's outputs for model inputs, computed on ``device`` in eval mode, returned there."""
+def _in_batches(
+    model: nn.Module,
+    part: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    device: str | torch.device,
+    batch: int,
+) -> torch.Tensor:
+    """``part`` of ``model`` over ``x`` in batches on ``device``, in eval mode (the mode is restored after)."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat(
-            [model.backbone.prefix(inputs[i : i + batch].to(device)) for i in range(0, len(inputs), batch)]
-        )
+        return torch.cat([part(x[i : i + batch].to(device)) for i in range(0, len(x), batch)])
     finally:
         model.train(was_training)
 
 
-@torch.no_grad()
+def run_prefix(model: nn.Module, inputs: torch.Tensor, device: str | torch.device, batch: int = 64) -> torch.Tensor:
+    """The backbone prefix's outputs for model inputs, computed on ``device`` in eval mode, returned there."""
+    return _in_batches(model, model.backbone.prefix, inputs, device, batch)
+
+
 def run_suffix(
     model: nn.Module, activations: torch.Tensor, device: str | torch.device, batch: int = 256
 ) -> torch.Tensor:
     """The backbone's embeddings from its prefix's outputs (eval mode)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [model.backbone.suffix(activations[i : i + batch].to(device)) for i in range(0, len(activations), batch)]
-        )
-    finally:
-        model.train(was_training)
+    return _in_batches(model, model.backbone.suffix, activations, device, batch)
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
