@@ -313,6 +313,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         known_min_images=args.known_min_images,
         test_fraction=args.test_fraction,
         holdout_fraction=args.holdout_fraction,
+        validation_fraction=args.validation_fraction,
     )
     split = _with_forget_request(args, split, args.seed)
     validate_split(split, dataset)
@@ -321,7 +322,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     n_test = sum(len(v) for v in split.test.values())
     print(
         f"split of {dataset.name} (seed {split.seed}): {len(split.known)} known identities "
-        f"({n_train} train, {n_test} test images), {len(split.unseen)} unseen; "
+        f"({n_train} train, {n_test} test images), {len(split.unseen)} unseen, {len(split.validation)} validation; "
         f"forget mode {split.forget_mode}, {len(split.forget_keys)} forget images -> {args.out}"
     )
     return 0
@@ -761,6 +762,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     split = load_split_from_args(args, dataset, aligned, early)
     if split.forget_mode != "none":
         raise DLFDError("bench draws its own forget requests: give a split without one")
+    recipes, digest = {}, None
+    name = _bundle_name(args)
+    if args.folder is None and args.hub is None:
+        from .bundled import bundle
+        from .models import load_model
+        from .train import recipe_of
+
+        chosen = bundle(name or "orl")
+        digest = chosen.content_digest()
+        if not args.split:  # the bundle's own split: its shipped model's recipe, for that model's backbone
+            shipped = load_model(chosen.model_path)
+            recipes[shipped.backbone_name] = recipe_of(shipped)
+
+    def outputs_for(model: Any) -> Any:
+        from .studio import collect_all
+
+        return collect_all(model, aligned, split, device=args.device, cache=True, source_digest=digest)
+
     t0 = time.perf_counter()
     records = run_bench(
         aligned,
@@ -772,6 +791,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         backbones=backbones,
         instances=args.instances,
         device=args.device,
+        recipes=recipes,
+        outputs_for=outputs_for,
         progress=_progress_printer("bench"),
     )
     seconds = time.perf_counter() - t0
@@ -817,6 +838,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-fraction", type=_fraction_arg, help="share of each known identity's images for test")
     p.add_argument("--holdout-fraction", type=_fraction_arg, help="share of each known identity's images for holdout")
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction_arg,
+        default=0.3,
+        help="share of the never-trained identities kept for methods' monitoring, never evaluated (default 0.3)",
+    )
     _add_forget_request(p)
     p.add_argument("--out", required=True, metavar="PATH", help=f"where to save the split JSON {out_help}")
     p.set_defaults(func=cmd_split)

@@ -131,7 +131,8 @@ def collect_all(
     cache: bool = False,
     source_digest: str | None = None,
 ) -> KeyedOutputs:
-    """The model's outputs on every aligned crop of a known or unseen person (labels from ``split``; -1 unseen).
+    """The model's outputs on every aligned crop of a known or never-trained person (labels from ``split``; -1 for
+    the unseen and validation people).
 
     With a backbone that has a frozen prefix (``prefix`` / ``suffix`` / ``prefix_state``, e.g. the dlib ResNet), the
     prefix's output for every photo is kept too, so that models which share it are evaluated by their suffix only.
@@ -142,7 +143,7 @@ def collect_all(
     hashed.
     """
     index = {identity: i for i, identity in enumerate(split.known)}
-    unseen = set(split.unseen)
+    unseen = set(split.never_trained)
     rows = [i for i, identity in enumerate(aligned.identities) if identity in index or identity in unseen]
     labels = np.asarray([index.get(aligned.identities[i], -1) for i in rows], dtype=np.int64)
     identities = [aligned.identities[i] for i in rows]
@@ -952,7 +953,7 @@ def check_name(name: str, split: Split) -> str:
             "Give the person a name of 1–40 letters, digits, spaces, dots, apostrophes, dashes or underscores, "
             "starting with a letter or digit."
         )
-    if name in split.known or name in split.unseen:
+    if name in split.known or name in split.never_trained:
         raise DataError(f"'{name}' is already a person in the dataset; choose another name.")
     return name
 
@@ -1186,6 +1187,7 @@ def enrol(
         seed=base_split.seed,
         known=(*base_split.known, name),
         unseen=tuple(u for u in base_split.unseen if u not in set(exclude_unseen)),
+        validation=tuple(u for u in base_split.validation if u not in set(exclude_unseen)),
         train={**base_split.train, name: tuple(train_keys)},
         test={**base_split.test, name: tuple(test_keys)},
         holdout={**base_split.holdout, name: tuple(holdout_keys)},

@@ -109,7 +109,7 @@ def test_dlfd_default_differs_from_ot_weight_zero_and_from_released() -> None:
     model, data = tiny_model(), tiny_data("instance")
     runs = {
         key: create_method(name, **kw, monitor_samples=0).run(model, data, seed=0).model.state_dict()
-        for key, name, kw in (("dlfd", "dlfd", {}), ("no_ot", "dlfd", {"ot_weight": 0.0}), ("rel", "dlfd_released", {}))
+        for key, name, kw in (("dlfd", "dlfd", {}), ("no_ot", "dlfd", {"ot_weight": 0.0}), ("rel", "dlfd_inert_ot", {}))
     }
     for other in ("no_ot", "rel"):
         assert any(not torch.equal(runs["dlfd"][k], runs[other][k]) for k in runs["dlfd"]), other
@@ -142,3 +142,42 @@ def test_zero_learning_rate_leaves_weights_unchanged() -> None:
     for (k, a), b in zip(model.state_dict().items(), out.state_dict().values(), strict=True):
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(a, b), k
+
+
+def test_paper_preset_rechecks_the_stop_after_every_batch() -> None:
+    model, data = tiny_model(), tiny_data("identity")
+    result = create_method("dlfd_paper", batch_size=2, steps=2).run(model, data, seed=0)
+    history = result.history
+    assert all("forgetting_score" in h for h in history), "re-checking measures after every batch"
+    for before, after in zip(history, history[1:], strict=False):
+        assert after["perturbed"] == float(before["forgetting_score"] >= 0.15)
+
+
+def test_released_synthesis_clamps_in_normalised_units_and_its_ot_is_inert() -> None:
+    from dlfd_core.unlearn.dlfd import IMAGENET_MEAN, IMAGENET_STD, released_perturb
+
+    model, x, y, _ = _perturb_inputs()
+    forget = tiny_data("identity").forget_inputs[: len(x)]
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    kw = dict(steps=3, step=0.4, ot_weight=3.0, epsilon=0.01, autocast=lambda: torch.autocast("cpu", enabled=False))
+    inert = released_perturb(model, x, y, forget, ce_weight=0.0, **kw)
+    # no CE weight: only the (clean-batch) OT term is left, which does not depend on δ: just the clamp
+    torch.testing.assert_close(inert, x.clamp(mean, mean + std), rtol=0, atol=1e-6)
+    moved = released_perturb(model, x, y, forget, ce_weight=1.0, **kw)
+    assert not torch.allclose(moved, inert)
+    assert bool(((moved >= mean - 1e-6) & (moved <= mean + std + 1e-6)).all())
+    assert float((moved - inert).abs().amax()) <= 3 * 0.4 * max(IMAGENET_STD) + 1e-6
+
+
+def test_released_keeps_its_best_checkpoint_and_no_row_reset() -> None:
+    model, data = tiny_model(), tiny_data("identity")
+    result = create_method("dlfd_released", batch_size=4, steps=1, save_threshold=0.5).run(model, data, seed=0)
+    history = result.history
+    assert all({"validation_acc", "forgetting_score", "mia", "mia_regression_acc"} <= set(h) for h in history)
+    saved = [h["validation_acc"] for h in history if h["forgetting_score"] <= 0.5]
+    with torch.no_grad():
+        kept = float((result.model(data.holdout_inputs).argmax(1) == data.holdout_labels).float().mean())
+    assert kept == pytest.approx(max(saved))
+    untouched = create_method("dlfd_released", lr=0.0, head_lr=0.0, weight_decay=0.0, steps=1).run(model, data, seed=0)
+    torch.testing.assert_close(untouched.model.output_layer.weight, model.output_layer.weight, rtol=0, atol=0)

@@ -267,7 +267,7 @@ def test_default_split_is_the_documented_draw(packed_lfw) -> None:
         holdout_fraction=0.1,
     )
     assert drawn == split
-    assert (len(split.known), len(split.unseen)) == (62, 96)
+    assert (len(split.known), len(split.unseen), len(split.validation)) == (62, 67, 29)
     bush = "George_W_Bush"
     assert (len(split.train[bush]), len(split.test[bush]), len(split.holdout[bush])) == (318, 159, 53)
     for person in split.known:

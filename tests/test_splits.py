@@ -23,6 +23,8 @@ from dlfd_core.data import (
     validate_split,
     with_forget_identities,
     with_forget_instances,
+    split_from_dict,
+    split_to_dict,
 )
 from dlfd_core.errors import SplitError
 
@@ -54,12 +56,43 @@ def test_make_split_orl_defaults() -> None:
     orl = load_orl()
     split = make_split(orl, seed=0)
     validate_split(split, orl)
-    assert len(split.known) == 30 and len(split.unseen) == 10
+    # 10 people never trained on: 3 (round(0.3 * 10)) set aside for validation, 7 for the evaluation
+    assert len(split.known) == 30 and (len(split.unseen), len(split.validation)) == (7, 3)
     assert all(len(split.train[i]) == 7 and len(split.test[i]) == 3 for i in split.known)
     assert split.holdout == {}
     assert list(split.known) == sorted(split.known, key=lambda s: int(s[1:]))
-    assert len(split.unseen_keys(orl)) == 100
+    assert len(split.unseen_keys(orl)) == 70
     assert split.forget_mode == "none" and split.forget_keys == ()
+
+
+def test_validation_people_leave_the_other_roles_as_they_were(dataset: FaceDataset) -> None:
+    with_validation = make_split(dataset, seed=5, num_unseen=3)
+    without = make_split(dataset, seed=5, num_unseen=3, validation_fraction=0.0)
+    assert without.validation == () and len(with_validation.validation) == 1  # round(0.3 * 3)
+    assert set(with_validation.never_trained) == set(without.unseen)
+    assert (with_validation.train, with_validation.test, with_validation.known) == (
+        without.train,
+        without.test,
+        without.known,
+    )
+    # at least one never-trained person is always left for the evaluation
+    assert len(make_split(dataset, seed=5, num_unseen=1, validation_fraction=0.9).unseen) == 1
+    assert len(make_split(dataset, seed=5, num_unseen=3, validation_fraction=0.9).unseen) == 1
+    with pytest.raises(SplitError, match="validation_fraction"):
+        make_split(dataset, validation_fraction=1.0)
+
+
+def test_validation_round_trips_and_old_files_read_without_it(dataset: FaceDataset, split: Split) -> None:
+    data = split_to_dict(split)
+    assert split_from_dict(data) == split and data["validation"] == list(split.validation)
+    del data["validation"]
+    assert split_from_dict(data).validation == ()
+    data["validation"] = [split.unseen[0]]
+    with pytest.raises(SplitError, match="both unseen and validation"):
+        split_from_dict(data)
+    data["validation"] = [split.known[0]]
+    with pytest.raises(SplitError, match="both known and validation"):
+        split_from_dict(data)
 
 
 def test_make_split_is_deterministic(dataset: FaceDataset) -> None:
@@ -72,11 +105,13 @@ def test_make_split_is_deterministic(dataset: FaceDataset) -> None:
 
 def test_make_split_partitions_the_dataset(dataset: FaceDataset, split: Split) -> None:
     validate_split(split, dataset)
-    groups = [split.train_keys, split.test_keys, split.holdout_keys, split.unseen_keys(dataset)]
+    validation = [r.key for i in split.validation for r in dataset.records_of(i)]
+    groups = [split.train_keys, split.test_keys, split.holdout_keys, split.unseen_keys(dataset), validation]
     flat = [key for group in groups for key in group]
     assert len(flat) == len(set(flat)) == len(dataset)
-    assert set(split.known).isdisjoint(split.unseen)
-    assert len(split.known) == 8 and len(split.unseen) == 4
+    assert set(split.known).isdisjoint(split.unseen) and set(split.known).isdisjoint(split.validation)
+    assert set(split.unseen).isdisjoint(split.validation)
+    assert len(split.known) == 8 and (len(split.unseen), len(split.validation)) == (3, 1)
     for identity in split.known:
         assert (len(split.train[identity]), len(split.test[identity]), len(split.holdout[identity])) == (3, 2, 1)
         assert all(key.startswith(identity + "/") for key in split.train[identity])

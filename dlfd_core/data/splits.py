@@ -3,7 +3,11 @@
 How a :class:`Split` divides a dataset:
 
 * ``known`` identities are the model's classes (class index = position in ``known``); ``unseen`` identities are
-  never trained on and serve as the non-member population (verification impostors, membership attacks).
+  never trained on and serve as the evaluation's non-member population (verification impostors, membership
+  attacks). ``validation`` identities are never trained on *and never evaluated*: methods that stop or select on a
+  score (DLFD's dynamic forgetting, the released DLFD's checkpoint choice) measure their non-members on them, so no
+  stopping rule sees the photos the evaluation then scores. :meth:`Split.validation_keys` and
+  :meth:`Split.evaluation_nonmember_keys` state which photos play each role.
 * Each known identity's images are divided into ``train`` (the original model trains on them), ``test`` (held
   out for accuracy) and ``holdout`` (neither trained nor tested; TMU's twin problem fine-tunes on it and uses the
   original model as that problem's gold model). ``holdout`` may be empty.
@@ -54,7 +58,7 @@ class Split:
         dataset: the dataset's name.
         seed: the seed the split was drawn with.
         known: the model's classes, in class-index order.
-        unseen: identities never trained on (the non-member population).
+        unseen: identities never trained on (the evaluation's non-member population).
         train: known identity -> keys the original model trains on.
         test: known identity -> held-out test keys.
         holdout: known identity -> keys neither trained nor tested (for TMU's twin problem); may be empty.
@@ -62,6 +66,7 @@ class Split:
         forget_identities: the identities to forget (identity mode only).
         forget_keys: the training keys to forget.
         forget_seed: the seed instance forgetting was drawn with (``None`` otherwise).
+        validation: identities never trained on and never evaluated, for methods' monitoring; may be empty.
     """
 
     dataset: str
@@ -75,10 +80,12 @@ class Split:
     forget_identities: tuple[str, ...] = ()
     forget_keys: tuple[str, ...] = ()
     forget_seed: int | None = None
+    validation: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", tuple(self.known))
         object.__setattr__(self, "unseen", tuple(self.unseen))
+        object.__setattr__(self, "validation", tuple(self.validation))
         object.__setattr__(self, "train", _keys_map(self.train))
         object.__setattr__(self, "test", _keys_map(self.test))
         object.__setattr__(self, "holdout", _keys_map(self.holdout))
@@ -157,6 +164,37 @@ class Split:
         """Every image key of the unseen identities in ``dataset``."""
         return tuple(record.key for identity in self.unseen for record in dataset.records_of(identity))
 
+    @property
+    def never_trained(self) -> tuple[str, ...]:
+        """Every identity the model never trains on: the unseen people, then the validation people."""
+        return (*self.unseen, *self.validation)
+
+    def validation_keys(self, aligned: AlignedFaces) -> dict[str, tuple[str, ...]]:
+        """The photos a method may monitor or select on, never scored by the evaluation.
+
+        Returns:
+            ``{"holdout": ..., "nonmembers": ...}``: ``holdout`` are the holdout photos of the people who stay
+            known (labelled, never trained on: a validation accuracy, the released DLFD's loss attack);
+            ``nonmembers`` are the photos that play the forgotten photos' "never trained" counterpart: in identity
+            mode every aligned photo of a :attr:`validation` person (a forgotten person should look like a
+            stranger), in instance mode the same holdout photos (a forgotten photo should look like an unseen photo
+            of a known person).
+        """
+        holdout = self.retain_holdout_keys
+        if self.forget_mode == "instance":
+            return {"holdout": holdout, "nonmembers": holdout}
+        people = set(self.validation)
+        nonmembers = tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in people)
+        return {"holdout": holdout, "nonmembers": nonmembers}
+
+    def evaluation_nonmember_keys(self, aligned: AlignedFaces) -> tuple[str, ...]:
+        """The photos the evaluation's label-free attack scores as non-members: the unseen people's photos in
+        identity mode, the test photos otherwise (see :func:`dlfd_core.evaluate.compute_metrics`)."""
+        if self.forget_mode == "identity":
+            people = set(self.unseen)
+            return tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in people)
+        return self.test_keys
+
     def identity_of(self, key: str) -> str | None:
         """The known identity a train/test/holdout key belongs to (``None`` if it is not one of them)."""
         return self._key_identity.get(key)
@@ -179,7 +217,8 @@ class Split:
         text = (
             f"Split of '{self.dataset}' (seed {self.seed}): {len(self.known)} known identities "
             f"({len(self.train_keys)} train, {len(self.test_keys)} test, {len(self.holdout_keys)} holdout images), "
-            f"{len(self.unseen)} unseen identities."
+            f"{len(self.unseen)} unseen identities"
+            + (f", {len(self.validation)} validation identities." if self.validation else ".")
         )
         if self.forget_mode == "identity":
             text += (
@@ -191,7 +230,13 @@ class Split:
 
 
 def _not_known_message(split: Split, identity: str) -> str:
-    where = "an unseen identity (never trained on)" if identity in split.unseen else "not in this split"
+    where = (
+        "an unseen identity (never trained on)"
+        if identity in split.unseen
+        else "a validation identity (never trained on)"
+        if identity in split.validation
+        else "not in this split"
+    )
     return (
         f"'{identity}' is not a known identity of the split of '{split.dataset}': it is {where}. "
         f"Known ({len(split.known)}): {preview(split.known)}; unseen ({len(split.unseen)}): {preview(split.unseen)}."
@@ -209,6 +254,7 @@ def make_split(
     known_min_images: int | None = None,
     test_fraction: float | None = None,
     holdout_fraction: float | None = None,
+    validation_fraction: float = 0.3,
 ) -> Split:
     """Draw a split with no forget request.
 
@@ -228,6 +274,9 @@ def make_split(
         holdout_per_identity: holdout images per known identity (for TMU; 0 for none).
         known_min_images: known identities are exactly those with at least this many images.
         test_fraction, holdout_fraction: the share of each known identity's images held out for test / holdout.
+        validation_fraction: the share of the never-trained identities set aside as :attr:`Split.validation`
+            (rounded; at least one is always left unseen for the evaluation), drawn from a generator of its own so
+            that the other roles do not depend on it.
 
     Returns:
         The split (``forget_mode="none"``).
@@ -241,6 +290,8 @@ def make_split(
     for name, fraction in (("test_fraction", test_fraction), ("holdout_fraction", holdout_fraction)):
         if fraction is not None and not 0.0 <= fraction < 1.0:
             raise SplitError(f"{name} must lie in [0, 1), got {fraction}.")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise SplitError(f"validation_fraction must lie in [0, 1), got {validation_fraction}.")
     if (test_fraction or 0.0) + (holdout_fraction or 0.0) >= 1.0:
         raise SplitError("test_fraction + holdout_fraction must leave some images for training.")
     rng = np.random.default_rng(seed)
@@ -294,14 +345,18 @@ def make_split(
         train[identity] = _natural(shuffled[n_test + n_hold :])
     if not any(holdout.values()):
         holdout = {}
+    n_validation = min(round(validation_fraction * len(unseen)), max(len(unseen) - 1, 0))
+    chosen = np.random.default_rng([int(seed), 1]).permutation(len(unseen))[:n_validation]
+    validation = {unseen[i] for i in chosen}
     return Split(
         dataset=dataset.name,
         seed=int(seed),
         known=tuple(known),
-        unseen=tuple(unseen),
+        unseen=tuple(i for i in unseen if i not in validation),
         train=train,
         test=test,
         holdout=holdout,
+        validation=tuple(i for i in unseen if i in validation),
     )
 
 
@@ -400,6 +455,7 @@ def split_to_dict(split: Split) -> dict[str, Any]:
         "forget_identities": list(split.forget_identities),
         "forget_keys": list(split.forget_keys),
         "forget_seed": split.forget_seed,
+        "validation": list(split.validation),
     }
 
 
@@ -438,13 +494,11 @@ def _keys_field(value: Any, field_name: str, source: str) -> dict[str, tuple[str
 
 def _check_structure(split: Split, source: str) -> None:
     """Consistency that needs no dataset: identities and images listed once, under known identities only."""
-    for group_name, group in (("known", split.known), ("unseen", split.unseen)):
+    for group_name, group in (("known", split.known), ("unseen", split.unseen), ("validation", split.validation)):
         repeated = sorted({i for i in group if group.count(i) > 1}, key=natural_key)
         if repeated:
             raise SplitError(f"{source} lists {preview(repeated)} more than once among {group_name} identities.")
-    both = sorted(set(split.known) & set(split.unseen), key=natural_key)
-    if both:
-        raise SplitError(f"{source}: {preview(both)} are both known and unseen; an identity can only be one of them.")
+    _check_roles_disjoint(split, source)
     known = set(split.known)
     roles: dict[str, str] = {}
     for role, mapping in (("train", split.train), ("test", split.test), ("holdout", split.holdout)):
@@ -464,6 +518,17 @@ def _check_structure(split: Split, source: str) -> None:
                 roles[key] = role
     if split.forget_mode not in FORGET_MODES:
         raise SplitError(f"{source}: unknown forget mode {split.forget_mode!r}; use one of {', '.join(FORGET_MODES)}.")
+
+
+def _check_roles_disjoint(split: Split, source: str) -> None:
+    groups = (("known", split.known), ("unseen", split.unseen), ("validation", split.validation))
+    for index, (name_a, a) in enumerate(groups):
+        for name_b, b in groups[index + 1 :]:
+            both = sorted(set(a) & set(b), key=natural_key)
+            if both:
+                raise SplitError(
+                    f"{source}: {preview(both)} are both {name_a} and {name_b}; an identity can only be one of them."
+                )
 
 
 def split_from_dict(data: Mapping[str, Any], *, source: str = "split") -> Split:
@@ -502,6 +567,7 @@ def split_from_dict(data: Mapping[str, Any], *, source: str = "split") -> Split:
         forget_identities=_text_list(data.get("forget_identities") or [], "forget_identities", source),
         forget_keys=_text_list(data.get("forget_keys") or [], "forget_keys", source),
         forget_seed=None if forget_seed is None else check_seed(forget_seed, f"{source}: forget_seed"),
+        validation=_text_list(data.get("validation") or [], "validation", source),
     )
     _check_structure(split, source)
     return split
@@ -589,7 +655,7 @@ def validate_split(split: Split, dataset: FaceDataset) -> None:
 
 def _check_identities(split: Split, dataset: FaceDataset) -> None:
     available = set(dataset.identities)
-    for group_name, group in (("known", split.known), ("unseen", split.unseen)):
+    for group_name, group in (("known", split.known), ("unseen", split.unseen), ("validation", split.validation)):
         repeated = sorted({i for i in group if group.count(i) > 1}, key=natural_key)
         if repeated:
             raise SplitError(f"The split lists {preview(repeated)} more than once among {group_name} identities.")
@@ -599,9 +665,7 @@ def _check_identities(split: Split, dataset: FaceDataset) -> None:
                 f"The split's {group_name} identities {preview(absent)} are not in dataset '{dataset.name}' "
                 f"(it has {preview(dataset.identities)}). Make a new split for this dataset."
             )
-    both = [i for i in split.known if i in set(split.unseen)]
-    if both:
-        raise SplitError(f"{preview(both)} are both known and unseen; an identity can only be one of them.")
+    _check_roles_disjoint(split, "The split")
     if len(split.known) < 2:
         raise SplitError(f"A split needs at least 2 known identities (classes); this one has {len(split.known)}.")
     known = set(split.known)
@@ -629,7 +693,12 @@ def _check_keys(split: Split, dataset: FaceDataset) -> dict[str, str]:
         for identity, keys in mapping.items()
         for key in keys
     ]
-    sides += [("unseen", record.identity, record.key) for i in split.unseen for record in dataset.records_of(i)]
+    sides += [
+        (role, record.identity, record.key)
+        for role, people in (("unseen", split.unseen), ("validation", split.validation))
+        for i in people
+        for record in dataset.records_of(i)
+    ]
     for role, identity, key in sides:
         if key not in dataset:
             raise SplitError(
@@ -719,7 +788,8 @@ def aligned_for(
         aligned: the dataset's aligned faces.
         split: gives each key's class (the index of its identity in ``split.known``).
         keys: image keys, e.g. ``split.retain_train_keys``.
-        allow_unseen: accept keys of unseen identities, labelled ``UNSEEN_LABEL`` (-1).
+        allow_unseen: accept keys of identities never trained on (unseen or validation), labelled
+            ``UNSEEN_LABEL`` (-1).
 
     Returns:
         ``uint8 [N, S, S, 3]`` crops and ``int64 [N]`` labels, in the order of ``keys``.
@@ -728,7 +798,7 @@ def aligned_for(
         SplitError: if a key has no aligned face (make the split on ``aligned.usable_dataset(dataset)``), or is not
             a train/test/holdout key of a known identity (and not an allowed unseen one).
     """
-    unseen = set(split.unseen)
+    unseen = set(split.never_trained)
     key_identity = dict(zip(aligned.keys, aligned.identities, strict=True))
     labels = np.empty(len(keys), dtype=np.int64)
     for position, key in enumerate(keys):

@@ -91,8 +91,9 @@ class UnlearnData:
         forget_classes: classes left with no retain photo (the forgotten people, identity mode).
         holdout_inputs, holdout_labels: photos of known people that the original model never saw (TMU's twin
             problem; may be empty).
-        nonmember_inputs: photos that were never training data, for methods that watch a membership signal: the
-            unseen people's photos in identity mode, the holdout photos in instance mode (may be empty).
+        nonmember_inputs: photos that were never training data, for methods that watch a membership signal
+            (validation data, never scored by the evaluation, see :meth:`~dlfd_core.data.Split.validation_keys`):
+            the validation people's photos in identity mode, the holdout photos in instance mode (may be empty).
         prefix: the frozen backbone prefix's outputs for each of those sets (``"retain"``, ``"forget"``,
             ``"holdout"``, ``"nonmember"``), when the caller has them cached; see :meth:`Method.run`.
     """
@@ -175,13 +176,8 @@ class UnlearnData:
         retain_x, retain_y = part(split.retain_train_keys)
         forget_x, forget_y = part(split.forget_train_keys)
         holdout = part(split.retain_holdout_keys) if split.retain_holdout_keys else (None, None)
-        keys: tuple[str, ...] = ()
-        if split.forget_mode == "identity":
-            unseen = set(split.unseen)
-            keys = tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in unseen)
-            nonmember = part(keys, allow_unseen=True)[0] if keys else None
-        else:
-            nonmember = holdout[0]
+        keys = split.validation_keys(aligned)["nonmembers"]
+        nonmember = part(keys, allow_unseen=True)[0] if keys else None
         retained = set(retain_y.tolist())
         forget_classes = tuple(sorted({c for c in forget_y.tolist() if c not in retained}))
         cached: dict[str, torch.Tensor] | None = None
@@ -190,7 +186,7 @@ class UnlearnData:
                 "retain": split.retain_train_keys,
                 "forget": split.forget_train_keys,
                 "holdout": split.retain_holdout_keys or None,
-                "nonmember": (keys if split.forget_mode == "identity" else split.retain_holdout_keys) or None,
+                "nonmember": keys or None,
             }
             found = {name: prefix(list(k)) for name, k in sets.items() if k}
             cached = found if all(v is not None for v in found.values()) else None
