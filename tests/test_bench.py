@@ -8,9 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from dlfd_core.bench import _settings_for, format_markdown, summarise
+from dlfd_core.bench import _settings_for, format_markdown, run_bench, summarise
 from dlfd_core.cli import main, parse_settings
+from dlfd_core.data import load_split
 from dlfd_core.errors import DLFDError
+from dlfd_core.paths import ASSETS_DIR
+from dlfd_core.studio import collect_all
+from dlfd_core.train import TrainConfig
 
 
 def _record(model: str, seed: int, nomus: float, **extra: float) -> dict:
@@ -67,3 +71,28 @@ def test_forget_command_writes_before_after_json(tmp_path, orl_aligned, capsys) 
     assert "unlearn_seconds" in payload["timings"]
     assert main(["forget", "--method", "nope", "--forget-identities", "s7"]) == 2
     assert "unknown unlearning method" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_from_cached_prefix_outputs_gives_the_full_pass_numbers(orl_aligned) -> None:
+    """The bench's fast path (frozen-prefix outputs computed once, every model evaluated, unlearned and retrained as
+    a gold model from them) must give the same numbers as full forward passes."""
+    split = load_split(ASSETS_DIR / "splits" / "orl_seed0.json")
+    kw = dict(
+        methods=["class_reset", "finetune"],
+        seeds=[1],
+        settings=["identity"],
+        backbones=["dlib_resnet"],
+        recipes={"dlib_resnet": TrainConfig(epochs=1, augment=None)},
+        method_settings={"epochs": 1},
+    )
+    slow = run_bench(orl_aligned, split, **kw)
+    fast = run_bench(
+        orl_aligned, split, outputs_for=lambda model: collect_all(model, orl_aligned, split, device="cpu"), **kw
+    )
+    assert [r["model"] for r in slow] == [r["model"] for r in fast] == ["original", "gold", "class_reset", "finetune"]
+    for a, b in zip(slow, fast, strict=True):
+        assert a["metrics"].keys() == b["metrics"].keys()
+        for name, value in a["metrics"].items():
+            if name != "unlearn_seconds":
+                assert b["metrics"][name] == pytest.approx(value, abs=2e-3, nan_ok=True), (a["model"], name)
