@@ -631,8 +631,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
     )
     print(format_table(outcome.reports))
     print(" ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items()))
+    attacks = _per_photo_attacks(args, aligned, split, model, outcome) if args.references else None
     if args.json:
         payload = {"split": _split_summary(split), "environment": _environment(), **outcome.to_json()}
+        if attacks is not None:
+            payload["per_photo_attacks"] = attacks
         _write_json(args.json, "--json", payload)
     if args.out:
         from .data import split_to_dict
@@ -653,6 +656,41 @@ def cmd_forget(args: argparse.Namespace) -> int:
         )
         print(f"unlearned model -> {args.out}")
     return 0
+
+
+def _per_photo_attacks(args: argparse.Namespace, aligned: Any, split: Any, model: Any, outcome: Any) -> dict:
+    """``forget --references N``: offline LiRA and RMIA on the original, unlearned and gold models, printed."""
+    from .references import attack_models
+    from .train import recipe_of
+
+    models = {"original": model, "unlearned": outcome.result.model}
+    if outcome.gold_model is not None:
+        models["gold"] = outcome.gold_model
+    t0 = time.perf_counter()
+    results, references = attack_models(
+        aligned,
+        split,
+        models,
+        count=args.references,
+        recipe=recipe_of(model),
+        seed=args.seed,
+        device=args.device,
+        progress=_progress_printer("reference models"),
+    )
+    print(f"per-photo attacks ({args.references} reference models, {references.seconds:.1f} s):")
+    print("model       LiRA AUC  TPR@1%  TPR@0.1%   RMIA AUC  TPR@1%  TPR@0.1%")
+    for name, result in results.items():
+        lira, rm = result["lira"], result["rmia"]
+        print(
+            f"{name:10s}  {lira['auc']:8.3f}  {lira['tpr_1pct']:6.3f}  {lira['tpr_01pct']:8.3f}   "
+            f"{rm['auc']:8.3f}  {rm['tpr_1pct']:6.3f}  {rm['tpr_01pct']:8.3f}"
+        )
+    return {
+        "references": args.references,
+        "reference_seconds": references.seconds,
+        "attack_seconds": time.perf_counter() - t0,
+        **results,
+    }
 
 
 def _emit_table(table: str, path: str | None) -> None:
@@ -892,6 +930,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
     p.add_argument("--json", metavar="PATH", help=f"write before / after / gold reports, settings, timings {out_help}")
     p.add_argument("--out", metavar="PATH", help=f"save the unlearned model (.safetensors) {out_help}")
+    p.add_argument(
+        "--references",
+        type=_int_arg(2, 256),
+        metavar="N",
+        help="also run the per-photo attacks (offline LiRA, RMIA) with N reference models (each a gold-model training)",
+    )
     p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")

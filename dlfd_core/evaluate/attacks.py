@@ -1,0 +1,228 @@
+"""Per-photo membership attacks calibrated by reference models: offline LiRA and RMIA.
+
+A population attack (one threshold for every photo, :func:`~dlfd_core.evaluate.metrics.mia_logistic`) misses a
+photo that is unusually easy or hard for every model. These attacks compare the target model's confidence on *each*
+photo with what models that never trained on it give the same photo:
+
+* **Offline LiRA** (Carlini et al., IEEE S&P 2022, arXiv 2112.03570): the statistic is the logit-scaled confidence
+  ``φ = log(p / (1 − p))`` of the photo's class (:func:`logit_confidence`). For each photo a Gaussian is fitted to
+  ``φ`` under the reference models that were OUT for it; the score is the one-sided z-value of the target's ``φ``
+  under that Gaussian (:func:`lira_offline`; its normal tail is the test's p-value). With few reference models, one
+  standard deviation pooled over all photos is steadier than each photo's own (``global_variance``).
+* **RMIA** (Zarifzadeh et al., ICML 2024, arXiv 2312.03262): the likelihood ratio ``Pr(x | θ) / Pr(x)`` of the photo,
+  ``Pr(x)`` the reference models' mean probability (offline: scaled by ``a``, below), compared against the same
+  ratio of population photos ``z`` that no model trained on: the score is the fraction of ``z`` whose ratio the
+  photo's exceeds by at least ``γ`` (:func:`rmia`). Strong with one or two reference models.
+
+The question both answer for unlearning: *can this model be told apart from models that never saw the photo?* —
+the gold model's situation. Members are the forgotten photos, non-members photos the target never trained on; an
+AUC near 0.5 and a true-positive rate near the false-positive rate at low FPRs (:func:`attack_summary`) mean the
+forgotten photos look unseen.
+
+Every function here is pure NumPy on per-photo arrays; training the reference models is
+:func:`dlfd_core.evaluate.references.train_references`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from ..errors import DataError
+
+__all__ = [
+    "AttackSummary",
+    "attack_summary",
+    "label_probability",
+    "lira_offline",
+    "logit_confidence",
+    "rmia",
+    "tpr_at_fpr",
+]
+
+#: The false-positive rates the field reports true-positive rates at (LiRA's 1 % and 0.1 %).
+LOW_FPRS: tuple[float, ...] = (0.01, 0.001)
+
+
+def _labels_or_top(logits: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """Each photo's class, or its top class where the label is missing (``None`` or negative: never-trained people)."""
+    top = np.argmax(logits, axis=1)
+    if labels is None:
+        return top
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (len(logits),):
+        raise DataError(f"expected one label per photo ({len(logits)}), got shape {labels.shape}")
+    return np.where(labels >= 0, labels, top)
+
+
+def logit_confidence(logits: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """LiRA's statistic ``φ = log(p_y / (1 − p_y))`` per photo, computed stably from the logits.
+
+    ``p_y`` is the softmax probability of the photo's class ``y`` (its top class where ``labels`` is ``None`` or
+    ``-1``: a person the model has no class for). ``log p_y − log(1 − p_y) = z_y − logsumexp_{j≠y} z_j``, which
+    stays finite where ``p_y`` rounds to 1.
+
+    Args:
+        logits: ``[N, C]``, ``C ≥ 2``.
+        labels: ``[N]`` class indices, or ``None``.
+
+    Returns:
+        ``float64 [N]``.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise DataError(f"logits must be [N, C] with at least 2 classes, got shape {z.shape}")
+    y = _labels_or_top(z, labels)
+    rows = np.arange(len(z))
+    others = z.copy()
+    others[rows, y] = -np.inf
+    return z[rows, y] - logsumexp(others, axis=1)
+
+
+def label_probability(logits: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """The softmax probability of each photo's class (its top class where unlabelled): RMIA's ``Pr(x | θ)``."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = _labels_or_top(z, labels)
+    return np.exp(z[np.arange(len(z)), y] - logsumexp(z, axis=1))
+
+
+def lira_offline(
+    target: np.ndarray, references: np.ndarray, *, global_variance: bool = False, min_std: float = 1e-3
+) -> np.ndarray:
+    """Offline LiRA: the z-value of each photo's target statistic under its OUT reference models' Gaussian.
+
+    Args:
+        target: ``[N]`` the target model's statistic per photo (e.g. :func:`logit_confidence`).
+        references: ``[R, N]`` the same statistic under ``R`` reference models; NaN where a reference model was IN
+            for that photo (trained on it), so that only OUT models enter each photo's Gaussian.
+        global_variance: use one standard deviation pooled over all photos (the mean of the per-photo variances)
+            instead of each photo's own; LiRA's choice with few reference models.
+        min_std: a floor on the standard deviation (identical reference values would otherwise give ±inf).
+
+    Returns:
+        ``float64 [N]``: ``(φ − μ_out) / σ_out``; larger is more member-like. ``norm.sf`` of it is the one-sided
+        p-value of "this model never trained on the photo".
+
+    Raises:
+        DataError: shapes do not fit, or a photo has fewer than 2 OUT reference values (1 with ``global_variance``).
+    """
+    phi = np.asarray(target, dtype=np.float64)
+    refs = np.asarray(references, dtype=np.float64)
+    if refs.ndim != 2 or refs.shape[1] != len(phi):
+        raise DataError(f"references must be [R, {len(phi)}], got shape {refs.shape}")
+    counts = np.sum(~np.isnan(refs), axis=0)
+    need = 1 if global_variance else 2
+    if len(phi) and counts.min() < need:
+        raise DataError(
+            f"offline LiRA needs at least {need} reference model(s) that never trained on each photo; "
+            f"{int(np.sum(counts < need))} photo(s) have fewer"
+        )
+    mean = np.nanmean(refs, axis=0)
+    if global_variance:
+        spread = refs - mean
+        per_photo = np.nansum(spread**2, axis=0) / np.maximum(counts - 1, 1)
+        usable = counts >= 2
+        pooled = float(np.mean(per_photo[usable])) if np.any(usable) else 0.0
+        std = np.full(len(phi), np.sqrt(pooled))
+    else:
+        std = np.nanstd(refs, axis=0, ddof=1)
+    return (phi - mean) / np.maximum(std, min_std)
+
+
+def rmia(
+    target: np.ndarray,
+    references: np.ndarray,
+    population_target: np.ndarray,
+    population_references: np.ndarray,
+    *,
+    gamma: float = 1.0,
+    offline_a: float | None = 0.3,
+) -> np.ndarray:
+    """RMIA's score: the fraction of population photos ``z`` with ``LR(x) / LR(z) ≥ γ``, ``LR(·) = Pr(·|θ) / Pr(·)``.
+
+    Args:
+        target: ``[N]`` the target model's ``Pr(x | θ)`` per photo (:func:`label_probability`).
+        references: ``[R, N]`` the reference models' ``Pr(x | θ_r)``; NaN where a reference model trained on the
+            photo is left out of its mean only when ``offline_a`` is ``None``.
+        population_target, population_references: the same for population photos ``z`` (``[M]``, ``[R, M]``),
+            which neither the target nor the reference models trained on.
+        gamma: the ratio threshold (the paper's γ; 1 by default).
+        offline_a: with OUT reference models only, ``Pr(x)`` is estimated as ``((1 + a) · mean_out + (1 − a)) / 2``
+            (the paper's offline approximation of the IN/OUT mean; ``a`` ≈ 0.3 for small models); ``None``: the
+            plain mean over the given reference values.
+
+    Returns:
+        ``float64 [N]`` in ``[0, 1]``; larger is more member-like.
+
+    Raises:
+        DataError: shapes do not fit, or no population photo.
+    """
+    x = np.asarray(target, dtype=np.float64)
+    z = np.asarray(population_target, dtype=np.float64)
+    rx, rz = np.asarray(references, dtype=np.float64), np.asarray(population_references, dtype=np.float64)
+    if rx.ndim != 2 or rx.shape[1] != len(x) or rz.ndim != 2 or rz.shape[1] != len(z):
+        raise DataError(f"reference shapes {rx.shape} / {rz.shape} do not fit {len(x)} photos / {len(z)} population")
+    if len(z) == 0:
+        raise DataError("RMIA needs population photos that no model trained on")
+
+    def marginal(values: np.ndarray) -> np.ndarray:
+        mean = np.nanmean(values, axis=0)
+        return mean if offline_a is None else ((1.0 + offline_a) * mean + (1.0 - offline_a)) / 2.0
+
+    tiny = 1e-30
+    ratio_x = x / np.maximum(marginal(rx), tiny)
+    ratio_z = z / np.maximum(marginal(rz), tiny)
+    # fraction of z with ratio_x / ratio_z >= gamma  <=>  ratio_z <= ratio_x / gamma: one sort, one search
+    sorted_z = np.sort(ratio_z)
+    return np.searchsorted(sorted_z, ratio_x / gamma, side="right") / len(sorted_z)
+
+
+def tpr_at_fpr(members: np.ndarray, nonmembers: np.ndarray, fpr: float) -> float:
+    """The highest true-positive rate of a threshold on the scores whose false-positive rate is at most ``fpr``.
+
+    With ``n`` non-members the smallest non-zero FPR is ``1 / n``: below it only thresholds above every non-member
+    count, so the value is the share of members scored above the highest non-member (LiRA's reading)."""
+    truth = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+    false_pos, true_pos, _ = roc_curve(truth, np.r_[members, nonmembers])
+    return float(np.max(true_pos[false_pos <= fpr + 1e-12]))
+
+
+@dataclass(frozen=True)
+class AttackSummary:
+    """How well per-photo scores separate members (forgotten photos) from non-members.
+
+    Attributes:
+        auc: ROC AUC (0.5: indistinguishable).
+        tpr: ``{fpr: true-positive rate at that false-positive rate}`` for :data:`LOW_FPRS`.
+        members, nonmembers: how many photos each side had.
+    """
+
+    auc: float
+    tpr: dict[float, float]
+    members: int
+    nonmembers: int
+
+
+def attack_summary(members: np.ndarray, nonmembers: np.ndarray, fprs: tuple[float, ...] = LOW_FPRS) -> AttackSummary:
+    """AUC and the true-positive rates at low false-positive rates of member vs non-member scores.
+
+    Raises:
+        DataError: a side is empty or a score is not finite.
+    """
+    m, n = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
+    if len(m) == 0 or len(n) == 0:
+        raise DataError(f"an attack needs members and non-members; got {len(m)} and {len(n)}")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(n))):
+        raise DataError("attack scores must be finite")
+    truth = np.r_[np.ones(len(m)), np.zeros(len(n))]
+    auc = float(roc_auc_score(truth, np.r_[m, n]))
+    return AttackSummary(auc, {f: tpr_at_fpr(m, n, f) for f in fprs}, len(m), len(n))
+
+
+def one_sided_p_value(z: np.ndarray) -> np.ndarray:
+    """The p-value of LiRA's one-sided test for a z-value from :func:`lira_offline`."""
+    return norm.sf(np.asarray(z, dtype=np.float64))

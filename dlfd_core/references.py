@@ -1,0 +1,250 @@
+"""Reference models for the per-photo attacks (:mod:`dlfd_core.evaluate.attacks`), and the attacks run on a split.
+
+A reference model is trained exactly like the gold model (the original's recipe and starting point) on a random half
+of the retain set's training photos, so for every retain photo about half the reference models are OUT, and for
+every photo outside the retain set (the forgotten photos, test photos, people never trained on) all of them are:
+they are models that never saw those photos, the gold model's situation. With the dlib ResNet's frozen layers'
+outputs cached (the ``prefix`` shortcut of :func:`~dlfd_core.train.train_on_split`) a reference model costs one
+training of the trainable part.
+
+:func:`per_photo_attacks` scores a model's forgotten photos against non-members with offline LiRA and RMIA:
+
+* identity mode (whole people forgotten): members are the forgotten people's training photos, non-members the unseen
+  people's photos, the statistic label-free (the top class: a stranger has no class), RMIA's population the split's
+  validation people's photos (never trained, never evaluated);
+* instance mode: members are the forgotten photos, non-members the test photos, the statistic of the photo's own
+  class, RMIA's population the holdout photos of the people who stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.splits import Split
+from .errors import DataError
+from .evaluate.attacks import attack_summary, label_probability, lira_offline, logit_confidence, rmia
+from .progress import ProgressFn, no_progress, scaled
+
+__all__ = [
+    "AttackRoles",
+    "References",
+    "attack_models",
+    "attack_roles",
+    "logits_by_key",
+    "per_photo_attacks",
+    "train_references",
+]
+
+
+@dataclass(frozen=True)
+class AttackRoles:
+    """Which photos a per-photo attack scores, by key: ``members``, ``nonmembers``, ``population``; and ``labelled``
+    (whether the statistic is the photo's own class, else the top class)."""
+
+    members: tuple[str, ...]
+    nonmembers: tuple[str, ...]
+    population: tuple[str, ...]
+    labelled: bool
+
+
+def attack_roles(aligned: Any, split: Split) -> AttackRoles:
+    """The photos of :func:`per_photo_attacks` for ``split``'s forget request (see the module docstring)."""
+    if split.forget_mode == "none":
+        raise DataError("choose identities or photos to forget first")
+    validation = split.validation_keys(aligned)["nonmembers"]
+    if split.forget_mode == "identity":
+        return AttackRoles(split.forget_train_keys, split.evaluation_nonmember_keys(aligned), validation, False)
+    return AttackRoles(split.forget_train_keys, split.test_keys, validation, True)
+
+
+@dataclass(frozen=True)
+class References:
+    """Reference models' outputs on the photos of a split's attack roles.
+
+    Every photo of the attack roles is outside the retain set, so every reference model is OUT for it.
+
+    Attributes:
+        logits: ``{key: float32 [R, C]}``: each reference model's logits on the photo.
+        seconds: the time the reference models took to train and run.
+    """
+
+    logits: Mapping[str, np.ndarray]
+    seconds: float
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.logits.values()))) if self.logits else 0
+
+
+def train_references(
+    aligned: Any,
+    split: Split,
+    *,
+    count: int,
+    backbone: str,
+    recipe: Any,
+    collect: Callable[[nn.Module, Sequence[str]], Mapping[str, np.ndarray]],
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    prefix: Any = None,
+    embed: Any = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> References:
+    """Train ``count`` reference models on random halves of ``split``'s retain training photos.
+
+    Args:
+        aligned, split: the faces and the split with its forget request.
+        count: how many reference models (at least 2: offline LiRA needs two OUT values per photo).
+        backbone, recipe: what the gold model is trained with (:func:`~dlfd_core.train.recipe_of` of the original).
+        collect: ``collect(model, keys)`` -> ``{key: logits}``, each reference model's outputs on the attack's photos.
+        seed: reference model ``r`` draws its half with ``seed`` and ``r`` and trains with seed ``seed + 1 + r``.
+        prefix, embed: the frozen-prefix shortcuts of :func:`~dlfd_core.train.train_on_split`.
+
+    Returns:
+        The reference models' logits on every photo of :func:`attack_roles`.
+    """
+    from .train import train_on_split
+
+    if count < 2:
+        raise DataError(f"offline LiRA needs at least 2 reference models, got {count}")
+    start = time.perf_counter()
+    roles = attack_roles(aligned, split)
+    keys = list(dict.fromkeys((*roles.members, *roles.nonmembers, *roles.population)))
+    retain = split.retain_train_keys
+    forget = split.forget_keys
+    logits: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for r in range(count):
+        chosen = np.random.default_rng([int(seed), 2, r]).random(len(retain)) < 0.5
+        out = tuple(k for k, c in zip(retain, chosen, strict=True) if not c)
+        half = dataclasses.replace(split, forget_mode="instance", forget_identities=(), forget_keys=(*forget, *out))
+        trained = train_on_split(
+            aligned,
+            half,
+            which="gold",
+            backbone=backbone,
+            config=recipe,
+            seed=int(seed) + 1 + r,
+            device=device,
+            progress=scaled(progress, r / count, (r + 1) / count),
+            should_stop=should_stop,
+            embed=embed,
+            prefix=prefix,
+        )
+        for key, value in collect(trained.model, keys).items():
+            logits[key].append(np.asarray(value, dtype=np.float32))
+    progress(1.0, "reference models trained")
+    return References({k: np.stack(v) for k, v in logits.items()}, seconds=time.perf_counter() - start)
+
+
+def _statistic(logits: np.ndarray, labels: np.ndarray | None, kind: str) -> np.ndarray:
+    return logit_confidence(logits, labels) if kind == "lira" else label_probability(logits, labels)
+
+
+def per_photo_attacks(
+    target: Mapping[str, np.ndarray],
+    references: References,
+    roles: AttackRoles,
+    labels: Mapping[str, int],
+    *,
+    global_variance: bool | None = None,
+) -> dict[str, Any]:
+    """Offline LiRA and RMIA scores of one model (``target``: ``{key: logits}``) and their summaries.
+
+    Args:
+        labels: each photo's class (for ``roles.labelled``).
+        global_variance: LiRA's pooled variance; by default on with fewer than 16 reference models (LiRA's advice).
+
+    Returns:
+        ``{"lira": {"auc", "tpr_1pct", "tpr_01pct", "member_scores", "nonmember_scores"}, "rmia": {...}}``; the
+        scores are per photo in ``roles`` order (z-values for LiRA, fractions in [0, 1] for RMIA).
+    """
+    n = references.count
+    pooled = n < 16 if global_variance is None else global_variance
+
+    def side(keys: Sequence[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
+        y = np.asarray([labels.get(k, -1) for k in keys]) if roles.labelled else None
+        ref = np.stack([_statistic(np.stack([references.logits[k][r] for k in keys]), y, kind) for r in range(n)])
+        return _statistic(np.stack([target[k] for k in keys]), y, kind), ref
+
+    out: dict[str, Any] = {}
+    m_phi, m_ref = side(roles.members, "lira")
+    n_phi, n_ref = side(roles.nonmembers, "lira")
+    scores = lira_offline(np.r_[m_phi, n_phi], np.concatenate([m_ref, n_ref], axis=1), global_variance=pooled)
+    out["lira"] = _summary(scores[: len(m_phi)], scores[len(m_phi) :])
+    m_p, m_rp = side(roles.members, "rmia")
+    n_p, n_rp = side(roles.nonmembers, "rmia")
+    z_p, z_rp = side(roles.population, "rmia")
+    scores = rmia(np.r_[m_p, n_p], np.concatenate([m_rp, n_rp], axis=1), z_p, z_rp)
+    out["rmia"] = _summary(scores[: len(m_p)], scores[len(m_p) :])
+    return out
+
+
+def _summary(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, Any]:
+    s = attack_summary(members, nonmembers)
+    return {
+        "auc": s.auc,
+        "tpr_1pct": s.tpr[0.01],
+        "tpr_01pct": s.tpr[0.001],
+        "member_scores": members.tolist(),
+        "nonmember_scores": nonmembers.tolist(),
+    }
+
+
+def logits_by_key(
+    model: nn.Module, aligned: Any, split: Split, keys: Sequence[str], *, device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray]:
+    """``model``'s logits on the photos ``keys`` (any role, people never trained on included), by key."""
+    from .data.splits import aligned_for
+    from .data.transforms import crops_to_tensor
+    from .evaluate.outputs import collect_outputs
+
+    crops, labels = aligned_for(aligned, split, keys, allow_unseen=True)
+    outputs = collect_outputs(model, crops_to_tensor(crops, model.input_size), labels, list(keys), device=device)
+    return dict(zip(keys, outputs.logits, strict=True))
+
+
+def attack_models(
+    aligned: Any,
+    split: Split,
+    models: Mapping[str, nn.Module],
+    *,
+    count: int,
+    recipe: Any,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: ProgressFn = no_progress,
+) -> tuple[dict[str, dict[str, Any]], References]:
+    """Train ``count`` reference models for ``split`` and run both per-photo attacks on each of ``models``.
+
+    Returns:
+        ``({model name: per_photo_attacks(...)}, the references)``.
+    """
+    roles = attack_roles(aligned, split)
+    backbone = next(iter(models.values())).backbone_name
+    references = train_references(
+        aligned,
+        split,
+        count=count,
+        backbone=backbone,
+        recipe=recipe,
+        collect=lambda model, keys: logits_by_key(model, aligned, split, keys, device=device),
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    keys = list(references.logits)
+    labels = {k: split.label_of(i) for k in keys if (i := split.identity_of(k)) is not None}
+    results = {
+        name: per_photo_attacks(logits_by_key(model, aligned, split, keys, device=device), references, roles, labels)
+        for name, model in models.items()
+    }
+    return results, references
