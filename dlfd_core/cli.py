@@ -678,13 +678,15 @@ def _per_photo_attacks(args: argparse.Namespace, aligned: Any, split: Any, model
         progress=_progress_printer("reference models"),
     )
     print(f"per-photo attacks ({args.references} reference models, {references.seconds:.1f} s):")
-    print("model       LiRA AUC  TPR@1%  TPR@0.1%   RMIA AUC  TPR@1%  TPR@0.1%")
+    print("model       LiRA AUC [95% interval]  TPR@1%  TPR@0.1%   RMIA AUC [95% interval]  TPR@1%  TPR@0.1%")
     for name, result in results.items():
-        lira, rm = result["lira"], result["rmia"]
-        print(
-            f"{name:10s}  {lira['auc']:8.3f}  {lira['tpr_1pct']:6.3f}  {lira['tpr_01pct']:8.3f}   "
-            f"{rm['auc']:8.3f}  {rm['tpr_1pct']:6.3f}  {rm['tpr_01pct']:8.3f}"
-        )
+        cells = []
+        for attack in (result["lira"], result["rmia"]):
+            low, high = attack["auc_interval"]
+            cells.append(
+                f"{attack['auc']:8.3f} [{low:.3f}, {high:.3f}]  {attack['tpr_1pct']:6.3f}  {attack['tpr_01pct']:8.3f}"
+            )
+        print(f"{name:10s}  " + "   ".join(cells))
     return {
         "references": args.references,
         "reference_seconds": references.seconds,

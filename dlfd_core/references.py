@@ -192,6 +192,7 @@ def _summary(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, Any]:
     s = attack_summary(members, nonmembers)
     return {
         "auc": s.auc,
+        "auc_interval": list(s.auc_interval),
         "tpr_1pct": s.tpr[0.01],
         "tpr_01pct": s.tpr[0.001],
         "member_scores": members.tolist(),

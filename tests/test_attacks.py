@@ -140,3 +140,19 @@ def test_reference_models_on_orl_expose_the_original_more_than_the_gold_model(or
         assert len(result["rmia"]["nonmember_scores"]) == len(roles.nonmembers)
     assert results["original"]["lira"]["auc"] > results["gold"]["lira"]["auc"]
     assert results["original"]["lira"]["tpr_1pct"] > results["gold"]["lira"]["tpr_1pct"]
+
+
+def test_rank_auc_matches_sklearn_and_the_bootstrap_interval_covers_it() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from dlfd_core.evaluate.attacks import _pair_auc as _rank_auc
+    from dlfd_core.evaluate.attacks import bootstrap_auc_interval
+
+    rng = np.random.default_rng(3)
+    m, n = np.round(rng.normal(0.5, 1, 40), 1), np.round(rng.normal(0, 1, 60), 1)  # rounded: ties
+    assert _rank_auc(m, n) == pytest.approx(roc_auc_score(np.r_[np.ones(40), np.zeros(60)], np.r_[m, n]))
+    low, high = bootstrap_auc_interval(m, n, seed=0)
+    assert low < _rank_auc(m, n) < high and high - low < 0.4
+    assert bootstrap_auc_interval(m, n, seed=0) == (low, high)  # seeded
+    wider = bootstrap_auc_interval(m[:8], n[:8], seed=0)
+    assert wider[1] - wider[0] > high - low  # fewer photos, wider interval

@@ -20,11 +20,11 @@ from dlfd_core.data import (
     load_split,
     make_split,
     save_split,
+    split_from_dict,
+    split_to_dict,
     validate_split,
     with_forget_identities,
     with_forget_instances,
-    split_from_dict,
-    split_to_dict,
 )
 from dlfd_core.errors import SplitError
 

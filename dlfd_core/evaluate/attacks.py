@@ -30,13 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import norm
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from ..errors import DataError
+from .metrics import rank_auc
 
 __all__ = [
     "AttackSummary",
     "attack_summary",
+    "bootstrap_auc_interval",
     "label_probability",
     "lira_offline",
     "logit_confidence",
@@ -197,18 +199,42 @@ class AttackSummary:
 
     Attributes:
         auc: ROC AUC (0.5: indistinguishable).
+        auc_interval: its 95 % bootstrap interval over photos (:func:`bootstrap_auc_interval`).
         tpr: ``{fpr: true-positive rate at that false-positive rate}`` for :data:`LOW_FPRS`.
         members, nonmembers: how many photos each side had.
     """
 
     auc: float
+    auc_interval: tuple[float, float]
     tpr: dict[float, float]
     members: int
     nonmembers: int
 
 
-def attack_summary(members: np.ndarray, nonmembers: np.ndarray, fprs: tuple[float, ...] = LOW_FPRS) -> AttackSummary:
-    """AUC and the true-positive rates at low false-positive rates of member vs non-member scores.
+def _pair_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    return rank_auc(np.r_[members, nonmembers], np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)])
+
+
+def bootstrap_auc_interval(
+    members: np.ndarray, nonmembers: np.ndarray, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the AUC: members and non-members are resampled with replacement, each
+    side keeping its size (``resamples`` seeded draws)."""
+    m, n = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = [
+        _pair_auc(m[rng.integers(0, len(m), len(m))], n[rng.integers(0, len(n), len(n))]) for _ in range(resamples)
+    ]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def attack_summary(
+    members: np.ndarray, nonmembers: np.ndarray, fprs: tuple[float, ...] = LOW_FPRS, *, seed: int = 0
+) -> AttackSummary:
+    """AUC (with its bootstrap interval) and the true-positive rates at low false-positive rates of member vs
+    non-member scores.
 
     Raises:
         DataError: a side is empty or a score is not finite.
@@ -218,9 +244,8 @@ def attack_summary(members: np.ndarray, nonmembers: np.ndarray, fprs: tuple[floa
         raise DataError(f"an attack needs members and non-members; got {len(m)} and {len(n)}")
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(n))):
         raise DataError("attack scores must be finite")
-    truth = np.r_[np.ones(len(m)), np.zeros(len(n))]
-    auc = float(roc_auc_score(truth, np.r_[m, n]))
-    return AttackSummary(auc, {f: tpr_at_fpr(m, n, f) for f in fprs}, len(m), len(n))
+    interval = bootstrap_auc_interval(m, n, seed=seed)
+    return AttackSummary(_pair_auc(m, n), interval, {f: tpr_at_fpr(m, n, f) for f in fprs}, len(m), len(n))
 
 
 def one_sided_p_value(z: np.ndarray) -> np.ndarray:
