@@ -31,6 +31,8 @@ __all__ = [
     "SUMMARY_METRICS",
     "forget_feature_moved",
     "format_markdown",
+    "paired_differences",
+    "paired_t_test",
     "run_bench",
     "summarise",
 ]
@@ -310,7 +312,83 @@ def format_markdown(
         if reference in models:
             lines.extend(_comparison(models, reference))
             lines.append("")
+            lines.extend(_significance(records, backbone, setting_name, reference))
     return "\n".join(lines).rstrip() + "\n"
+
+
+STAR = "\\*"  # a Markdown-escaped asterisk
+
+#: The metrics the significance table compares (the headline of a forgetting run).
+SIGNIFICANCE_METRICS = (
+    "retain_test_acc",
+    "forget_acc_gap_to_gold",
+    "label_free_mia_acc",
+    "forget_feature_moved",
+    "unlearn_seconds",
+)
+
+
+def paired_differences(
+    records: Sequence[Mapping[str, Any]], backbone: str, setting_name: str, reference: str, other: str, metric: str
+) -> np.ndarray:
+    """``other − reference`` per seed where both ran without error and the metric is defined (paired by seed)."""
+    values: dict[str, dict[int, float]] = {reference: {}, other: {}}
+    for r in records:
+        if r["backbone"] != backbone or r["setting"] != setting_name or r["model"] not in values or "error" in r:
+            continue
+        value = r["metrics"].get(metric, math.nan)
+        if value is not None and not math.isnan(value):
+            values[r["model"]][r["seed"]] = float(value)
+    seeds = sorted(set(values[reference]) & set(values[other]))
+    return np.asarray([values[other][s] - values[reference][s] for s in seeds], dtype=np.float64)
+
+
+def paired_t_test(differences: np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test (``scipy.stats.ttest_rel``) on per-seed differences: NaN with fewer
+    than 2 seeds or when every difference is 0 (identical results); 0 when the differences are equal and non-zero."""
+    from scipy.stats import ttest_1samp
+
+    d = np.asarray(differences, dtype=np.float64)
+    if len(d) < 2 or np.all(d == 0):
+        return math.nan
+    if np.all(d == d[0]):
+        return 0.0
+    return float(ttest_1samp(d, 0.0).pvalue)
+
+
+def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_name: str, reference: str) -> list[str]:
+    """A table of each model's mean difference from ``reference`` over seeds, with the paired t-test's p-value;
+    ``*`` marks p < 0.05 (no correction for the many comparisons: read it as a screen, not a proof)."""
+    models = list(
+        dict.fromkeys(r["model"] for r in records if r["backbone"] == backbone and r["setting"] == setting_name)
+    )
+    others = [m for m in models if m not in (reference, "original")]
+    if not others:
+        return []
+    lines = [
+        f"Difference from {reference}, mean over seeds (other − {reference}), paired t-test p-value over seeds; "
+        "\\* p < 0.05, – not measured, = identical on every seed:",
+        "",
+        "| model | " + " | ".join(SIGNIFICANCE_METRICS) + " |",
+        "|---|" + "---|" * len(SIGNIFICANCE_METRICS),
+    ]
+    for other in others:
+        cells = []
+        for metric in SIGNIFICANCE_METRICS:
+            d = paired_differences(records, backbone, setting_name, reference, other, metric)
+            if len(d) == 0:
+                cells.append("–")
+                continue
+            p = paired_t_test(d)
+            fmt = ".1f" if metric.endswith("seconds") else ".3f"
+            if math.isnan(p):
+                cells.append("=" if len(d) > 1 else f"{d.mean():+{fmt}}")
+            else:
+                mark = STAR if p < 0.05 else ""
+                cells.append(f"{d.mean():+{fmt}} (p {p:.2g}){mark}")
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def _comparison(models: Mapping[str, Mapping[str, tuple[float, float, int]]], reference: str) -> list[str]:

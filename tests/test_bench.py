@@ -96,3 +96,22 @@ def test_bench_from_cached_prefix_outputs_gives_the_full_pass_numbers(orl_aligne
         for name, value in a["metrics"].items():
             if name != "unlearn_seconds":
                 assert b["metrics"][name] == pytest.approx(value, abs=2e-3, nan_ok=True), (a["model"], name)
+
+
+def test_paired_differences_and_t_test_over_seeds() -> None:
+    from scipy.stats import ttest_rel
+
+    from dlfd_core.bench import paired_differences, paired_t_test
+
+    dlfd = [0.80, 0.60, 0.70, 0.75]
+    other = [0.70, 0.55, 0.50, 0.74]
+    records = [_record("dlfd", s, 0.5, retain_test_acc=v) for s, v in enumerate(dlfd)]
+    records += [_record("other", s, 0.5, retain_test_acc=v) for s, v in enumerate(other)]
+    records.append(_record("other", 9, 0.5, retain_test_acc=0.1))  # no dlfd run on seed 9: not paired, left out
+    d = paired_differences(records, "b", "identity", "dlfd", "other", "retain_test_acc")
+    np.testing.assert_allclose(d, np.subtract(other, dlfd))
+    assert paired_t_test(d) == pytest.approx(ttest_rel(other, dlfd).pvalue)
+    assert math.isnan(paired_t_test(np.zeros(4))) and paired_t_test(np.full(3, 0.1)) == 0.0
+    assert math.isnan(paired_t_test(np.array([0.3])))
+    table = format_markdown(records)
+    assert f"| other | {np.mean(d):+.3f} (p {ttest_rel(other, dlfd).pvalue:.2g})" in table
