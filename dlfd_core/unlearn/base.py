@@ -249,6 +249,7 @@ class RunContext:
         self.total_steps = 1
         self.steps_done = 0
         self.history: list[dict[str, float]] = []
+        self.started = time.perf_counter()
 
     # -- progress and cancellation ------------------------------------------------------------------------------
     def plan(self, total_steps: int) -> None:
@@ -261,10 +262,14 @@ class RunContext:
             raise CancelledError(f"{self.method.name} was cancelled; the original model is unchanged")
 
     def step(self, message: str = "", **values: float) -> None:
-        """One unit of work done: record ``values`` in the history, report progress, poll for cancellation."""
+        """One unit of work done: record ``values`` in the history (with ``elapsed``, the seconds since the run
+        started), report progress, poll for cancellation."""
         self.steps_done += 1
         if values:
-            self.history.append({"step": float(self.steps_done), **{k: float(v) for k, v in values.items()}})
+            elapsed = time.perf_counter() - self.started
+            self.history.append(
+                {"step": float(self.steps_done), **{k: float(v) for k, v in values.items()}, "elapsed": elapsed}
+            )
         self._progress(min(self.steps_done / self.total_steps, 0.999), message)
         self.check()
 
