@@ -181,3 +181,23 @@ def test_released_keeps_its_best_checkpoint_and_no_row_reset() -> None:
     assert kept == pytest.approx(max(saved))
     untouched = create_method("dlfd_released", lr=0.0, head_lr=0.0, weight_decay=0.0, steps=1).run(model, data, seed=0)
     torch.testing.assert_close(untouched.model.output_layer.weight, model.output_layer.weight, rtol=0, atol=0)
+
+
+def test_released_check_can_reach_its_thresholds_when_the_sides_differ_in_size() -> None:
+    """Forget photos that *are* the validation photos cannot be told apart: the balanced check scores under the
+    released stop threshold (0.15). Unbalanced (the same 30 photos against them twice over, 60), the attack is stuck
+    at the majority rate 60 / 90: a forgetting score of 1/6, which could never stop."""
+    from dlfd_core.evaluate.metrics import forgetting_score, mia_logistic
+    from dlfd_core.unlearn.base import RunContext
+    from dlfd_core.unlearn.dlfd import _losses, loss_attack_score
+
+    model = tiny_model()
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(30, 3, 16, 16, generator=g), torch.randint(0, 4, (30,), generator=g)
+    ctx = RunContext(
+        create_method("dlfd_released"), device=torch.device("cpu"), seed=0, progress=lambda *a: None, should_stop=None
+    )
+    assert loss_attack_score(model, x, y, x, y, ctx)[1] < 0.15
+    losses = _losses(model, x, y, ctx)
+    unbalanced = mia_logistic(losses, np.r_[losses, losses], balanced=False)
+    assert forgetting_score(unbalanced.accuracy) >= 0.15

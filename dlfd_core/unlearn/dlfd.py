@@ -443,13 +443,17 @@ def loss_attack_score(
     validation: torch.Tensor,
     validation_labels: torch.Tensor,
     ctx: RunContext,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """The released code's per-batch check: validation accuracy and its loss attack's forgetting score.
 
     Returns:
         ``(accuracy on validation, forgetting score |MIA − 0.5|, MIA)``: the attack is sklearn's
-        ``LogisticRegression`` on the per-photo loss, forget photos against validation photos, unbalanced,
-        ``StratifiedShuffleSplit(10, random_state=0)`` (the paper's protocol, :func:`~dlfd_core.evaluate.mia_logistic`).
+        ``LogisticRegression`` on the per-photo loss, forget photos against validation photos,
+        ``StratifiedShuffleSplit(10, random_state=0)`` (the paper's protocol, :func:`~dlfd_core.evaluate.mia_logistic`),
+        with the larger side subsampled to the smaller's size (``seed``): unbalanced, an attack on 6 forget photos
+        against 29 validation photos cannot score below the majority rate (a forgetting score of at least 0.22),
+        so the released thresholds (0.15, 0.09) could never be met here; the released ``cal_mia`` balances likewise.
 
     Raises:
         DataError: too few photos on a side for the attack.
@@ -459,7 +463,7 @@ def loss_attack_score(
     val_losses = _losses(model, validation, validation_labels, ctx)
     with torch.no_grad(), ctx.autocast():
         accuracy = float((model(validation).argmax(1) == validation_labels).float().mean())
-    mia = mia_logistic(_losses(model, forget, forget_labels, ctx), val_losses, balanced=False).accuracy
+    mia = mia_logistic(_losses(model, forget, forget_labels, ctx), val_losses, balanced=True, seed=seed).accuracy
     return accuracy, forgetting_score(mia), mia
 
 
@@ -480,8 +484,12 @@ class DLFDReleased(Method):
 
     Adaptations, each forced by this project's data or model (``docs/unlearning.md``):
 
-    * Forget batches are padded to the retain batch's size by cycling the forget set; the released code skips every
-      batch whose two sizes differ (0 batches trained on ORL, where a person has 6 training photos).
+    * Forget batches are padded to the retain batch's size by wrapping around the forget set (both in the released
+      loaders' unshuffled order); the released code skips every batch whose two sizes differ (0 batches trained on
+      ORL, where a person has 6 training photos).
+    * The per-batch loss attack is balanced (the larger side subsampled to the smaller's size, as the released
+      ``cal_mia`` does): unbalanced, 6 forget photos against 29 validation photos can never score below the
+      majority rate, so the released thresholds could never be met (:func:`loss_attack_score`).
     * The optimiser is this project's (SGD over the trainable layers at ``lr`` / ``head_lr``): the released SGD over
       every parameter at 0.008 collapses the pretrained model in one step.
     * Validation is the validation data (:meth:`~dlfd_core.data.Split.validation_keys`: holdout photos of the people
@@ -520,6 +528,7 @@ class DLFDReleased(Method):
     save_threshold: float = setting(
         0.09, "keep checkpoints only with |MIA − 0.5| at most this (released, age task: 0.09)", min=0.0, max=1.0
     )
+    amp: bool = setting(False, "bfloat16 mixed precision on CUDA (released: float32, so off)")
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
         from sklearn.linear_model import LogisticRegression
@@ -539,27 +548,29 @@ class DLFDReleased(Method):
             log.info("released DLFD: no validation photos: perturbing every batch, no checkpoint selection")
         forget, forget_y = inputs("forget"), ctx.to_device(data.forget_labels)
         retain, retain_y = inputs("retain"), ctx.to_device(data.retain_labels)
-        forget_stream = ctx.cycle_indices(len(data.forget_inputs), self.batch_size)
+        n_forget = len(data.forget_inputs)
+        forget_batch = 0  # the released loaders do not shuffle: forget batch b is photos bB .. bB + B - 1, wrapped
         score = math.inf  # the released code starts at 3: above any threshold
         best: dict[str, torch.Tensor] | None = None
         best_accuracy = -math.inf
         train_mode = True  # the released loop trains in the mode it was given until its first evaluation
         batch_index = 0
         for epoch in range(self.epochs):
-            for index in ctx.index_batches(len(data.retain_inputs), self.batch_size):
+            for index in ctx.index_batches(len(data.retain_inputs), self.batch_size, shuffle=False):
                 y = ctx.to_device(data.retain_labels[index])
                 ce_weight = _ce_weight(self.ce_weight_start, self.ce_weight_end, batch_index, total)
                 perturbing = self.steps > 0 and score >= self.stop_threshold
                 values: dict[str, float] = {"ce_weight": ce_weight, "perturbed": float(perturbing)}
                 if perturbing:
-                    picked = torch.cat([next(forget_stream) for _ in range(math.ceil(len(index) / len(forget)) + 1)])
+                    picked = (forget_batch * self.batch_size + torch.arange(len(index))) % n_forget
+                    forget_batch += 1
                     x = inputs.pixels("retain", index)
                     model.train(train_mode)
                     x_in = released_perturb(
                         model,
                         x,
                         y,
-                        inputs.pixels("forget", picked[: len(index)]),
+                        inputs.pixels("forget", picked),
                         steps=self.steps,
                         step=self.step_normalised,
                         ot_weight=self.ot_weight,
@@ -578,7 +589,9 @@ class DLFDReleased(Method):
                 if checking:
                     train_mode = False
                     try:
-                        accuracy, score, mia = loss_attack_score(view, forget, forget_y, validation, validation_y, ctx)
+                        accuracy, score, mia = loss_attack_score(
+                            view, forget, forget_y, validation, validation_y, ctx, seed=ctx.seed
+                        )
                     except DataError as exc:
                         log.info("released DLFD: the attack is undefined here (%s): perturbing every batch", exc)
                         checking, score = False, math.inf
