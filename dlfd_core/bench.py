@@ -344,15 +344,13 @@ def paired_differences(
 
 
 def paired_t_test(differences: np.ndarray) -> float:
-    """Two-sided p-value of the paired t-test (``scipy.stats.ttest_rel``) on per-seed differences: NaN with fewer
-    than 2 seeds or when every difference is 0 (identical results); 0 when the differences are equal and non-zero."""
+    """Two-sided p-value of the paired t-test (``scipy.stats.ttest_rel``) on per-seed differences; NaN with fewer than
+    3 seeds or when every difference is the same (the test is undefined: no spread; the table says so instead)."""
     from scipy.stats import ttest_1samp
 
     d = np.asarray(differences, dtype=np.float64)
-    if len(d) < 2 or np.all(d == 0):
+    if len(d) < 3 or np.all(d == d[0]):
         return math.nan
-    if np.all(d == d[0]):
-        return 0.0
     return float(ttest_1samp(d, 0.0).pvalue)
 
 
@@ -367,7 +365,8 @@ def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_n
         return []
     lines = [
         f"Difference from {reference}, mean over seeds (other − {reference}), paired t-test p-value over seeds; "
-        "\\* p < 0.05, – not measured, = identical on every seed:",
+        "\\* p < 0.05 (3 seeds or more), – not measured, = identical on every seed, (every seed) the same "
+        "difference on every seed:",
         "",
         "| model | " + " | ".join(SIGNIFICANCE_METRICS) + " |",
         "|---|" + "---|" * len(SIGNIFICANCE_METRICS),
@@ -382,7 +381,8 @@ def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_n
             p = paired_t_test(d)
             fmt = ".1f" if metric.endswith("seconds") else ".3f"
             if math.isnan(p):
-                cells.append("=" if len(d) > 1 else f"{d.mean():+{fmt}}")
+                same = len(d) > 1 and bool(np.all(d == d[0]))
+                cells.append("=" if same and d[0] == 0 else f"{d.mean():+{fmt}}" + (" (every seed)" if same else ""))
             else:
                 mark = STAR if p < 0.05 else ""
                 cells.append(f"{d.mean():+{fmt}} (p {p:.2g}){mark}")

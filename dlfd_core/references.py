@@ -9,11 +9,11 @@ training of the trainable part.
 
 :func:`per_photo_attacks` scores a model's forgotten photos against non-members with offline LiRA and RMIA:
 
-* identity mode (whole people forgotten): members are the forgotten people's training photos, non-members the unseen
-  people's photos, the statistic label-free (the top class: a stranger has no class), RMIA's population the split's
-  validation people's photos (never trained, never evaluated);
-* instance mode: members are the forgotten photos, non-members the test photos, the statistic of the photo's own
-  class, RMIA's population the holdout photos of the people who stay.
+* identity mode (whole people forgotten): members are the forgotten people's training photos, non-members a random
+  half of the unseen people's photos, the statistic label-free (the top class: a stranger has no class), RMIA's
+  population the other half;
+* instance mode: members are the forgotten photos, non-members a random half of the test photos, the statistic of
+  the photo's own class, RMIA's population the other half.
 """
 
 from __future__ import annotations
@@ -55,14 +55,29 @@ class AttackRoles:
     labelled: bool
 
 
-def attack_roles(aligned: Any, split: Split) -> AttackRoles:
-    """The photos of :func:`per_photo_attacks` for ``split``'s forget request (see the module docstring)."""
+def attack_roles(aligned: Any, split: Split, seed: int = 0) -> AttackRoles:
+    """The photos of :func:`per_photo_attacks` for ``split``'s forget request (see the module docstring).
+
+    The evaluation's non-member photos (:meth:`~dlfd_core.data.Split.evaluation_nonmember_keys`) are divided at
+    random (``seed``) into two halves: the attacks score one as non-members and RMIA compares with the other (its
+    population). Validation data, which methods may stop or select on, plays no part.
+
+    Raises:
+        DataError: no forget request, or too few photos for an attack (checked before any model is trained).
+    """
     if split.forget_mode == "none":
         raise DataError("choose identities or photos to forget first")
-    validation = split.validation_keys(aligned)["nonmembers"]
-    if split.forget_mode == "identity":
-        return AttackRoles(split.forget_train_keys, split.evaluation_nonmember_keys(aligned), validation, False)
-    return AttackRoles(split.forget_train_keys, split.test_keys, validation, True)
+    pool = split.evaluation_nonmember_keys(aligned)
+    if len(split.forget_train_keys) < 2 or len(pool) < 4:
+        raise DataError(
+            f"the per-photo attacks need at least 2 forgotten photos and 4 photos never trained on; this request has "
+            f"{len(split.forget_train_keys)} and {len(pool)}"
+        )
+    order = np.random.default_rng([int(seed), 3]).permutation(len(pool))
+    half = len(pool) // 2
+    scored = tuple(pool[i] for i in sorted(order[half:]))
+    population = tuple(pool[i] for i in sorted(order[:half]))
+    return AttackRoles(split.forget_train_keys, scored, population, split.forget_mode == "instance")
 
 
 @dataclass(frozen=True)
@@ -117,7 +132,7 @@ def train_references(
     if count < 2:
         raise DataError(f"offline LiRA needs at least 2 reference models, got {count}")
     start = time.perf_counter()
-    roles = attack_roles(aligned, split)
+    roles = attack_roles(aligned, split, seed)
     keys = list(dict.fromkeys((*roles.members, *roles.nonmembers, *roles.population)))
     retain = split.retain_train_keys
     forget = split.forget_keys
@@ -229,7 +244,7 @@ def attack_models(
     Returns:
         ``({model name: per_photo_attacks(...)}, the references)``.
     """
-    roles = attack_roles(aligned, split)
+    roles = attack_roles(aligned, split, seed)
     backbone = next(iter(models.values())).backbone_name
     references = train_references(
         aligned,

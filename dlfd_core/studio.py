@@ -421,7 +421,7 @@ class Workspace:
         return (
             f"{self.bundle.about} The model: dlib's pretrained face embedding ({self.model.backbone_name}, last stage "
             f"fine-tuned) with a classifier over the {self.split.num_classes} people, trained on "
-            f"{len(self.split.train_keys)} of their photos; {len(self.split.unseen)} more people are never trained on "
+            f"{len(self.split.train_keys)} of their photos; {len(self.split.never_trained)} more people are never trained on "
             f"(the strangers). Runs on the {where}. Faces: {self.bundle.credit}."
         )
 

@@ -148,8 +148,8 @@ def rmia(
 
     Args:
         target: ``[N]`` the target model's ``Pr(x | θ)`` per photo (:func:`label_probability`).
-        references: ``[R, N]`` the reference models' ``Pr(x | θ_r)``; NaN where a reference model trained on the
-            photo is left out of its mean only when ``offline_a`` is ``None``.
+        references: ``[R, N]`` the reference models' ``Pr(x | θ_r)``; NaN entries are left out of each photo's mean
+            (with ``offline_a`` set, every value must come from a model that never trained on the photo).
         population_target, population_references: the same for population photos ``z`` (``[M]``, ``[R, M]``),
             which neither the target nor the reference models trained on.
         gamma: the ratio threshold (the paper's γ; 1 by default).
