@@ -421,8 +421,8 @@ class Workspace:
         return (
             f"{self.bundle.about} The model: dlib's pretrained face embedding ({self.model.backbone_name}, last stage "
             f"fine-tuned) with a classifier over the {self.split.num_classes} people, trained on "
-            f"{len(self.split.train_keys)} of their photos; {len(self.split.never_trained)} more people are never trained on "
-            f"(the strangers). Runs on the {where}. Faces: {self.bundle.credit}."
+            f"{len(self.split.train_keys)} of their photos; {len(self.split.never_trained)} more people are never "
+            f"trained on (the strangers). Runs on the {where}. Faces: {self.bundle.credit}."
         )
 
     def gallery(self) -> list[tuple[np.ndarray, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,10 @@ def test_released_check_can_reach_its_thresholds_when_the_sides_differ_in_size()
     losses = _losses(model, x, y, ctx)
     unbalanced = mia_logistic(losses, np.r_[losses, losses], balanced=False)
     assert forgetting_score(unbalanced.accuracy) >= 0.15
+
+
+def test_default_perturbs_the_first_batch_only_with_or_without_a_monitor() -> None:
+    model, data = tiny_model(), tiny_data("identity")
+    for d in (data, dataclasses.replace(data, nonmember_inputs=None)):
+        history = create_method("dlfd", batch_size=4).run(model, d, seed=0).history
+        assert [h["perturbed"] for h in history] == [1.0] + [0.0] * (len(history) - 1)

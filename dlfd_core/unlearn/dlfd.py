@@ -15,7 +15,10 @@ One pass over the retain set. For each retain batch ``(x_r, y_r)``, paired with 
 
 Three registered forms share this module:
 
-* ``dlfd``: the fast default (5 steps of 1/255, the stop checked while perturbing only).
+* ``dlfd``: the default (5 steps of 1/255 on the first batch, then clean batches: ``stop_threshold=1``). Chosen by
+  measurement on LFW (``docs/dlfd.md``): perturbing every batch until the score fell under 0.1 cost up to 30 points
+  of retain-test accuracy on 3 of 5 people and moved nothing closer to the gold model; stopping after the first
+  batches kept the gold model's figures.
 * ``dlfd_paper``: the paper's settings for the age task, the one closest to faces: K = 15 steps of α = 0.4 in
   ImageNet-normalised units, that is 0.4 × 0.226 ≈ 0.0904 in pixel units (the age loader normalises with ImageNet's
   mean and std; the emotion task's α = 2.0 with mean = std = 0.5 would be 1.0 in pixel units), λ from 0 to 1, OT
@@ -234,9 +237,11 @@ class DLFD(Method):
         choices=("perturbed", "clean"),
     )
     stop_threshold: float = setting(
-        0.1,
+        1.0,
         "stop perturbing once |AUC − 0.5| of the confidence attack is below this (paper: 0.15 / 0.23); 0 never "
-        "stops, and as |AUC − 0.5| is at most 0.5, anything above 0.5 (up to the limit, 1) stops after one batch",
+        "stops, and as |AUC − 0.5| is at most 0.5, anything above 0.5 stops after one batch: the default, chosen by "
+        "measurement on LFW (docs/dlfd.md: perturbing the whole epoch cost up to 30 points of retain-test accuracy "
+        "and brought nothing closer to the gold model)",
         min=0.0,
         max=1.0,
     )
@@ -262,7 +267,7 @@ class DLFD(Method):
         monitor = None
         if data.nonmember_inputs is not None and len(data.nonmember_inputs) and self.monitor_samples:
             monitor = inputs("nonmember", ctx.permutation(len(data.nonmember_inputs))[: self.monitor_samples])
-        elif self.steps and self.stop_threshold:
+        elif self.steps and 0 < self.stop_threshold <= 0.5:
             log.info("DLFD: no validation non-members to monitor: perturbing every batch")
         forget_batches = ctx.cycle_indices(len(data.forget_inputs), self.batch_size)
         perturbing = self.steps > 0
@@ -316,6 +321,8 @@ class DLFD(Method):
                             "resumes" if now else "stops",
                         )
                     perturbing = now
+                elif monitor is None and self.stop_threshold > 0.5:
+                    perturbing = False  # a score is at most 0.5: the outcome is known without measuring it
                 batch_index += 1
                 stage = "synthesising + training" if values["perturbed"] else "training on clean batches"
                 ctx.step(f"epoch {epoch + 1}/{self.epochs}: {stage}", **values)
