@@ -109,8 +109,8 @@ def test_from_split_keeps_cached_prefix_outputs_only_when_complete(small) -> Non
         return torch.stack([table[k] for k in keys]) if all(k in table for k in keys) else None
 
     partial = UnlearnData.from_split(aligned, split, input_size=150, prefix=lookup)
-    assert partial.prefix is None  # the unseen people's outputs are missing: nothing is half-cached
-    table.update(zip(_unseen_keys(aligned, split), full.prefix["nonmember"], strict=True))
+    assert partial.prefix is None  # the validation people's outputs are missing: nothing is half-cached
+    table.update(zip(split.validation_keys(aligned)["nonmembers"], full.prefix["nonmember"], strict=True))
     complete = UnlearnData.from_split(aligned, split, input_size=150, prefix=lookup)
     assert complete.prefix is not None
     for part in ("retain", "forget", "nonmember"):
@@ -118,8 +118,3 @@ def test_from_split_keeps_cached_prefix_outputs_only_when_complete(small) -> Non
     on = complete.on_prefix()
     assert on.retain_inputs.shape[1:] == full.prefix["retain"].shape[1:] and on.prefix is None
     assert dataclasses.replace(on, prefix=None).forget_labels.tolist() == complete.forget_labels.tolist()
-
-
-def _unseen_keys(aligned, split):
-    unseen = set(split.unseen)
-    return [k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in unseen]
