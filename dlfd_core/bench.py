@@ -119,21 +119,25 @@ def run_bench(
         job_progress = scaled(progress, job_index / len(jobs), (job_index + 1) / len(jobs))
         job_progress(0.0, f"{backbone} seed {seed}: training the original model")
         cache = caches.get(backbone)
-        fast = _fast_paths(cache, aligned, device)
-        original = train_on_split(
-            aligned,
-            base_split,
-            backbone=backbone,
-            config=(recipes or {}).get(backbone),
-            seed=seed,
-            device=device,
-            should_stop=should_stop,
-            embed=fast["embed"],
-            prefix=fast["prefix"],
-        ).model
+
+        def train(split: Any, which: str, backbone: str = backbone, seed: int = seed) -> Any:
+            fast = _fast_paths(caches.get(backbone), aligned, device)
+            return train_on_split(
+                aligned,
+                split,
+                which=which,
+                backbone=backbone,
+                config=(recipes or {}).get(backbone),
+                seed=seed,
+                device=device,
+                should_stop=should_stop,
+                embed=fast["embed"],
+                prefix=fast["prefix"],
+            ).model
+
+        original = train(base_split, "original")
         if outputs_for is not None and backbone not in caches:
             cache = caches[backbone] = outputs_for(original)
-            fast = _fast_paths(cache, aligned, device)
         for set_index, setting_name in enumerate(settings):
             if setting_name == "identity":
                 # seed i forgets the i-th person of one fixed random order, so seeds forget different people
@@ -156,18 +160,7 @@ def run_bench(
                 def collect(model: Any, parts: Any = parts) -> Any:
                     return collect_parts(model, parts, device=device)
 
-            gold_model = train_on_split(
-                aligned,
-                split,
-                which="gold",
-                backbone=backbone,
-                config=(recipes or {}).get(backbone),
-                seed=seed,
-                device=device,
-                should_stop=should_stop,
-                embed=fast["embed"],
-                prefix=fast["prefix"],
-            ).model
+            gold_model = train(split, "gold")
             before = collect(original)
             gold = collect(gold_model)
             common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
@@ -194,7 +187,7 @@ def run_bench(
                         before=before,
                         gold_outputs=gold,
                         collect=collect,
-                        prefix=fast["prefix"],
+                        prefix=_fast_paths(cache, aligned, device)["prefix"],
                         report_reference=False,
                         should_stop=should_stop,
                     )

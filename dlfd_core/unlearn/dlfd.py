@@ -433,14 +433,17 @@ def released_perturb(
 
 
 @torch.no_grad()
-def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: RunContext, batch: int = 256) -> np.ndarray:
+def _logits(model: nn.Module, x: torch.Tensor, ctx: RunContext, batch: int = 256) -> torch.Tensor:
     model.eval()
     out = []
     for first in range(0, len(x), batch):
         with ctx.autocast():
-            logits = model(x[first : first + batch])
-        out.append(F.cross_entropy(logits.float(), y[first : first + batch], reduction="none").cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            out.append(model(x[first : first + batch]).float())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: RunContext) -> np.ndarray:
+    return F.cross_entropy(_logits(model, x, ctx), y, reduction="none").cpu().numpy()
 
 
 def loss_attack_score(
@@ -451,11 +454,12 @@ def loss_attack_score(
     validation_labels: torch.Tensor,
     ctx: RunContext,
     seed: int = 0,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, np.ndarray, np.ndarray]:
     """The released code's per-batch check: validation accuracy and its loss attack's forgetting score.
 
     Returns:
-        ``(accuracy on validation, forgetting score |MIA − 0.5|, MIA)``: the attack is sklearn's
+        ``(accuracy on validation, forgetting score |MIA − 0.5|, MIA, forget losses, validation losses)`` (one
+        forward pass of each set; the losses for the caller's further use): the attack is sklearn's
         ``LogisticRegression`` on the per-photo loss, forget photos against validation photos,
         ``StratifiedShuffleSplit(10, random_state=0)`` (the paper's protocol, :func:`~dlfd_core.evaluate.mia_logistic`),
         with the larger side subsampled to the smaller's size (``seed``): unbalanced, an attack on 6 forget photos
@@ -467,11 +471,12 @@ def loss_attack_score(
     """
     from ..evaluate.metrics import forgetting_score, mia_logistic
 
-    val_losses = _losses(model, validation, validation_labels, ctx)
-    with torch.no_grad(), ctx.autocast():
-        accuracy = float((model(validation).argmax(1) == validation_labels).float().mean())
-    mia = mia_logistic(_losses(model, forget, forget_labels, ctx), val_losses, balanced=True, seed=seed).accuracy
-    return accuracy, forgetting_score(mia), mia
+    val_logits = _logits(model, validation, ctx)
+    val_losses = F.cross_entropy(val_logits, validation_labels, reduction="none").cpu().numpy()
+    accuracy = float((val_logits.argmax(1) == validation_labels).float().mean())
+    forget_losses = _losses(model, forget, forget_labels, ctx)
+    mia = mia_logistic(forget_losses, val_losses, balanced=True, seed=seed).accuracy
+    return accuracy, forgetting_score(mia), mia, forget_losses, val_losses
 
 
 @register_method
@@ -596,7 +601,7 @@ class DLFDReleased(Method):
                 if checking:
                     train_mode = False
                     try:
-                        accuracy, score, mia = loss_attack_score(
+                        accuracy, score, mia, forget_losses, val_losses = loss_attack_score(
                             view, forget, forget_y, validation, validation_y, ctx, seed=ctx.seed
                         )
                     except DataError as exc:
@@ -604,12 +609,7 @@ class DLFDReleased(Method):
                         checking, score = False, math.inf
                     else:
                         values.update(validation_acc=accuracy, forgetting_score=score, mia=mia)
-                        all_losses = np.concatenate(
-                            [
-                                _losses(view, part, labels, ctx)
-                                for part, labels in ((retain, retain_y), (forget, forget_y), (validation, validation_y))
-                            ]
-                        )
+                        all_losses = np.concatenate([_losses(view, retain, retain_y, ctx), forget_losses, val_losses])
                         groups = np.repeat([0, 1, 2], [len(retain), len(forget), len(validation)])
                         fit = LogisticRegression().fit(all_losses.reshape(-1, 1), groups)
                         values["mia_regression_acc"] = float(fit.score(all_losses.reshape(-1, 1), groups))
