@@ -291,13 +291,15 @@ def format_markdown(
             cells = []
             for name in metrics:
                 if name in values:
-                    mean, std, _ = values[name]
-                    cells.append(
-                        f"{mean:.3f} ± {std:.3f}" if not name.endswith("seconds") else f"{mean:.1f} ± {std:.1f}"
-                    )
+                    mean, std, count = values[name]
+                    digits = 1 if name.endswith("seconds") else 3
+                    # one seed has no spread: its value alone, not a misleading "± 0"
+                    cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if count > 1 else f"{mean:.{digits}f}")
                 else:
                     cells.append("–")
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+            runs = max((values[name][2] for name in values), default=0)
+            shown = model if runs == len(seeds) else f"{model} ({runs} {'seed' if runs == 1 else 'seeds'})"
+            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
         failed = [r for r in records if "error" in r and r["backbone"] == backbone and r["setting"] == setting_name]
         for r in failed:
             lines.append(f"\n{r['model']} failed on seed {r['seed']}: {r['error']}")

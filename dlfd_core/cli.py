@@ -68,6 +68,31 @@ def _int_arg(low: int, high: int, what: str = "a whole number") -> Callable[[str
 _seed_arg = _int_arg(0, MAX_SEED, "an integer seed")
 
 
+def _seeds_arg(text: str) -> list[int]:
+    """``--seeds``: ``N`` (seeds 0..N-1), a range ``A-B`` (A..B inclusive) or a list ``A,B,C`` of distinct seeds."""
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    bad = argparse.ArgumentTypeError(f"must be N (seeds 0..N-1), a range A-B or a list A,B,C, got {shown!r}")
+    text = text.strip()
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",")]
+        elif "-" in text.lstrip("-"):
+            low, high = (int(part) for part in text.split("-"))
+            if high < low:
+                raise bad
+            seeds = list(range(low, high + 1))
+        else:
+            count = int(text)
+            if count < 1:
+                raise bad
+            seeds = list(range(count))
+    except ValueError:
+        raise bad from None
+    if not seeds or len(seeds) > 1000 or len(set(seeds)) != len(seeds) or not all(0 <= s <= MAX_SEED for s in seeds):
+        raise bad
+    return seeds
+
+
 def _rate_arg(text: str) -> float:
     """An argparse type: a learning rate, a number in ``(0, 10]``."""
     try:
@@ -711,10 +736,8 @@ def _bench_header(command: str, env: dict[str, Any], seconds: float) -> str:
     )
 
 
-def _render_saved(path: str, markdown: str | None) -> None:
-    """Re-render the tables of a saved ``bench --json`` file."""
-    from .bench import format_markdown
-
+def _load_saved_bench(path: str) -> dict[str, Any]:
+    """A saved ``bench --json`` file, checked for the fields the tables need."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -731,11 +754,43 @@ def _render_saved(path: str, markdown: str | None) -> None:
     fields = ("command", "environment", "seconds", "records")
     if not isinstance(saved, dict) or any(name not in saved for name in fields):
         raise DLFDError(f"--render {path} is not a saved bench --json file (it needs {', '.join(fields)})")
+    if not isinstance(saved["records"], list) or not all(isinstance(r, dict) for r in saved["records"]):
+        raise DLFDError(f"--render {path} has malformed bench records (records must be a list of objects)")
+    return saved
+
+
+def _render_saved(paths: Sequence[str], markdown: str | None) -> None:
+    """Re-render the tables of saved ``bench --json`` files; several files are read as one run (e.g. more seeds).
+
+    A method's run (backbone, setting, seed, model) found in two files is refused: it would be counted twice. The
+    original and gold models of a seed are the same training in every file; the first file's are kept.
+    """
+    from .bench import format_markdown
+
+    saved = [_load_saved_bench(path) for path in paths]
+    seen: dict[tuple[Any, ...], str] = {}
+    records: list[dict[str, Any]] = []
+    for path, one in zip(paths, saved, strict=True):
+        for record in one["records"]:
+            key = tuple(str(record.get(k)) for k in ("backbone", "setting", "seed", "model"))
+            if key in seen and record.get("model") in ("original", "gold"):
+                continue
+            if key in seen:
+                raise DLFDError(
+                    f"--render: {path} and {seen[key]} both hold the run {'/'.join(key)}; give each run once"
+                )
+            seen[key] = path
+            records.append(record)
     try:
-        header = _bench_header(str(saved["command"]), saved["environment"], float(saved["seconds"]))
-        table = format_markdown(saved["records"], header=header)
+        header = _bench_header(
+            " + ".join(str(one["command"]) for one in saved),
+            saved[0]["environment"],
+            sum(float(one["seconds"]) for one in saved),
+        )
+        table = format_markdown(records, header=header)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise DLFDError(f"--render {path} has malformed bench records ({type(exc).__name__}: {exc})") from None
+        shown = paths[0] if len(paths) == 1 else ", ".join(paths)
+        raise DLFDError(f"--render {shown} has malformed bench records ({type(exc).__name__}: {exc})") from None
     _emit_table(table, markdown)
 
 
@@ -825,7 +880,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         aligned,
         split,
         methods=methods,
-        seeds=list(range(args.seeds)),
+        seeds=args.seeds,
         settings=settings,
         method_settings=method_settings,
         backbones=backbones,
@@ -947,7 +1002,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--methods", default="all", help="comma-separated method names, or all")
     p.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
-    p.add_argument("--seeds", type=_int_arg(1, 1000), default=3, help="seeds 0..N-1 (N >= 1)")
+    p.add_argument(
+        "--seeds",
+        type=_seeds_arg,
+        default=[0, 1, 2],
+        help="N (seeds 0..N-1), a range A-B or a list A,B,C (default: 3)",
+    )
     p.add_argument("--settings", default="identity,instance", help="identity and/or instance forgetting")
     p.add_argument("--backbones", default="dlib_resnet,resnet18", help="dlib_resnet (pretrained) and/or resnet18")
     p.add_argument("--instances", type=_int_arg(1, 10**6), default=20, help="photos forgotten in the instance setting")
@@ -955,7 +1015,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
     p.add_argument("--json", metavar="PATH", help=f"every run's metrics and settings {out_help}")
     p.add_argument("--markdown", metavar="PATH", help=f"the summary tables {out_help}")
-    p.add_argument("--render", metavar="JSON", help="only re-render the tables of a saved --json file")
+    p.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="only re-render the tables of saved --json files (several: their records together, e.g. more seeds)",
+    )
     p.set_defaults(func=cmd_bench, forget_identities=None, forget_instances=None, forget_seed=0)
     return parser
 

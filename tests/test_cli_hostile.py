@@ -14,7 +14,7 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -343,7 +343,10 @@ ARGUMENT_CASES: list[tuple[str, list[str], list[str]]] = [
     ("forget-instances-too-many", ["forget", "--forget-instances", "151"], ["between 1 and 150", "got 151"]),
     ("mode-not-supported", ["forget", "--method", "class_reset", "--forget-instances", "5"], ["identity forgetting"]),
     ("split-holdout-negative", ["split", "--holdout-per-identity", "-1"], ["argument --holdout-per-identity"]),
-    ("bench-seeds-zero", ["bench", "--seeds", "0"], ["argument --seeds", "from 1 to 1000", "got '0'"]),
+    ("bench-seeds-zero", ["bench", "--seeds", "0"], ["argument --seeds", "seeds 0..N-1", "got '0'"]),
+    ("bench-seeds-backwards", ["bench", "--seeds", "4-1"], ["argument --seeds", "a range A-B", "got '4-1'"]),
+    ("bench-seeds-repeated", ["bench", "--seeds", "1,1"], ["argument --seeds", "a list A,B,C", "got '1,1'"]),
+    ("bench-seeds-words", ["bench", "--seeds", "two"], ["argument --seeds", "got 'two'"]),
     ("bench-instances-zero", ["bench", "--instances", "0"], ["argument --instances"]),
     ("bench-unknown-method", ["bench", "--methods", "dlfd,nope"], ["unknown unlearning method 'nope'"]),
     ("bench-unknown-backbone", ["bench", "--backbones", "vgg"], ["unknown --backbones entry 'vgg'"]),
@@ -510,3 +513,39 @@ def test_real_process_prints_one_line(tmp_path: Path, argv: list[str], expected:
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert expected in result.stderr
     assert _files(tmp_path) == {"deep.json"}
+
+
+def _saved_bench(path: Path, seed: int, models: Sequence[str]) -> str:
+    """A small saved bench file: one identity run per model at ``seed``."""
+    records = [
+        {
+            "backbone": "dlib_resnet",
+            "setting": "identity",
+            "seed": seed,
+            "model": model,
+            "forget": ["s1"],
+            "settings": {},
+            "metrics": {"retain_test_acc": 0.5 + 0.1 * seed + 0.01 * index},
+        }
+        for index, model in enumerate(models)
+    ]
+    env = {"processor": "x", "cpus": 1, "threads": 1, "cuda": None, "torch": "t", "date": "d"}
+    path.write_text(json.dumps({"command": f"run {seed}", "environment": env, "seconds": 60, "records": records}))
+    return str(path)
+
+
+def test_render_reads_several_files_as_one_run(capsys, tmp_path: Path) -> None:
+    first = _saved_bench(tmp_path / "a.json", 0, ["original", "gold", "dlfd"])
+    second = _saved_bench(tmp_path / "b.json", 1, ["original", "gold", "dlfd"])
+    assert main(["bench", "--render", first, second]) == 0
+    out = capsys.readouterr().out
+    assert "2 seeds: 0, 1" in out and "run 0 + run 1" in out
+    assert "| dlfd | 0.570 ± 0.071 |" in out  # (0.52 + 0.62) / 2, sample std of the two
+
+
+def test_render_keeps_a_shared_original_once_and_refuses_a_method_run_twice(capsys, tmp_path: Path) -> None:
+    first = _saved_bench(tmp_path / "a.json", 0, ["original", "gold", "dlfd"])
+    other_method = _saved_bench(tmp_path / "b.json", 0, ["original", "gold", "dlfd_paper"])
+    assert main(["bench", "--render", first, other_method]) == 0
+    assert "| dlfd_paper |" in capsys.readouterr().out
+    _run_hostile(capsys, tmp_path, ["bench", "--render", first, first], ["both hold the run", "dlfd"])
