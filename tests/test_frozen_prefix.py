@@ -118,3 +118,33 @@ def test_from_split_keeps_cached_prefix_outputs_only_when_complete(small) -> Non
     on = complete.on_prefix()
     assert on.retain_inputs.shape[1:] == full.prefix["retain"].shape[1:] and on.prefix is None
     assert dataclasses.replace(on, prefix=None).forget_labels.tolist() == complete.forget_labels.tolist()
+
+
+def test_dlfd_can_synthesise_on_the_frozen_layers_outputs(small) -> None:
+    """``synthesis='prefix'``: δ is added to the frozen layers' outputs, in steps scaled by their spread, and the
+    frozen layers stay untouched; it changes the result (the synthesis is live) and is refused without a prefix."""
+    from dlfd_core.errors import DLFDError
+    from tests.tiny import tiny_data, tiny_model
+
+    aligned, split = small
+    model = _model(split.num_classes)
+    data = UnlearnData.from_split(aligned, split, input_size=model.input_size).with_prefix(model)
+    settings = {"steps": 3, "stop_threshold": 0.0, "step_size": 0.01}
+    run = create_method("dlfd", synthesis="prefix", **settings).run(model, data, seed=3)
+    scale = float(data.prefix["retain"].std()) / float(data.retain_inputs.std())
+    moved = [h["delta_linf"] for h in run.history if h["perturbed"]]
+    assert len(moved) == len(run.history) and all(0 < d <= 3 * 0.01 * scale * (1 + 1e-5) for d in moved)
+    prefix_names = {name for name, _ in model.backbone.named_parameters()} - {
+        name
+        for name, p in model.backbone.named_parameters()
+        if any(p is q for q in model.backbone.last_stage_parameters())
+    }
+    assert prefix_names
+    after = dict(run.model.backbone.named_parameters())
+    for name, parameter in model.backbone.named_parameters():
+        if name in prefix_names:
+            assert torch.equal(after[name], parameter), name
+    clean = create_method("dlfd", synthesis="prefix", **{**settings, "steps": 0}).run(model, data, seed=3).model
+    assert not torch.equal(clean.head.weight, run.model.head.weight)
+    with pytest.raises(DLFDError, match="synthesis='prefix' needs frozen layers"):
+        create_method("dlfd", synthesis="prefix").run(tiny_model(), tiny_data("identity"), seed=0)

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from ..errors import DLFDError
 from ..train import run_prefix
 from .base import Method, RunContext, SuffixView, UnlearnData, frozen_prefix, register_method, reset_classes, setting
 from .ot import COSTS, ot_distance
@@ -115,20 +116,24 @@ def perturb(
     epsilon: float,
     cost: str,
     autocast: object,
+    bounds: tuple[float | None, float | None] = (0.0, 1.0),
 ) -> torch.Tensor:
     """DLFD's synthesis: ``x + δ`` after ``steps`` signed-gradient ascent steps on ``ot_weight·OT − ce_weight·CE``.
 
     Args:
-        model: in eval mode; its parameters receive no gradient.
-        x, y: the retain batch ``[B, 3, S, S]`` in ``[0, 1]`` and its labels.
+        model: in eval mode; its parameters receive no gradient. Anything with ``features`` and ``head``: the
+            classifier on photos, or a :class:`~.base.SuffixView` on its frozen layers' outputs.
+        x, y: the retain batch (photos ``[B, 3, S, S]`` in ``[0, 1]``, or their frozen-layer outputs) and its labels.
+        bounds: the range ``x + δ`` is kept in (``None``: open): ``[0, 1]`` for photos.
         target: the forget photos' features (``feature_space``), ``[F, D]``, without gradient.
         ot_on: ``"perturbed"`` (the paper) or ``"clean"`` (the released code: OT of the unperturbed batch, so it
             contributes no gradient to ``δ``).
         autocast: a context-manager factory (``RunContext.autocast``).
 
     Returns:
-        The perturbed batch, detached, in ``[0, 1]``.
+        The perturbed batch, detached, within ``bounds``.
     """
+    low, high = bounds
     # The released code's OT is computed on the unperturbed batch: a constant with respect to δ, so it is not
     # computed at all here (same δ, no wasted passes); with no CE weight either, nothing depends on δ.
     use_ot = bool(ot_weight) and ot_on == "perturbed"
@@ -137,7 +142,7 @@ def perturb(
     delta = torch.zeros_like(x, requires_grad=True)
     for _ in range(steps):
         with autocast():  # type: ignore[operator]
-            feats = model.features((x + delta).clamp(0.0, 1.0))
+            feats = model.features(_clamp(x + delta, low, high))
             logits = model.head(feats)
         objective = -ce_weight * F.cross_entropy(logits.float(), y)
         if use_ot:
@@ -149,8 +154,12 @@ def perturb(
             break
         with torch.no_grad():
             delta += step_size * grad.sign()
-            delta.copy_((x + delta).clamp(0.0, 1.0) - x)
-    return (x + delta).detach().clamp(0.0, 1.0)
+            delta.copy_(_clamp(x + delta, low, high) - x)
+    return _clamp(x + delta, low, high).detach()
+
+
+def _clamp(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
+    return x if low is None and high is None else x.clamp(low, high)
 
 
 def _space(model: nn.Module, x: torch.Tensor, feature_space: str) -> torch.Tensor:
@@ -254,15 +263,33 @@ class DLFD(Method):
         48, "validation non-member photos the forgetting score is measured on", min=0, max=10_000
     )
     reset_forget_classes: bool = setting(True, "identity mode: re-initialise the forgotten people's output rows")
+    synthesis: str = setting(
+        "pixels",
+        "where δ is added: to the photos (paper), or to the frozen layers' outputs, which needs a backward pass "
+        "through the trainable layers only (much faster; the step is then α times the outputs' standard deviation "
+        "over the photos', so a step is the same fraction of the data's spread; needs trainable=last)",
+        choices=("pixels", "prefix"),
+    )
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:
+        inputs = _Inputs(model, data, ctx, self.trainable)
+        if self.synthesis == "prefix" and not inputs.frozen:
+            raise DLFDError(
+                f"{self.name}: synthesis='prefix' needs frozen layers before the trainable ones (trainable='last' on "
+                f"a backbone without batch norm or dropout); this model with trainable={self.trainable!r} has none: "
+                "use synthesis='pixels'"
+            )
         if data.forget_mode == "identity" and self.reset_forget_classes:
             reset_classes(model, data.forget_classes, ctx.generator)
         optimizer = ctx.sgd(model)
         n_batches = math.ceil(len(data.retain_inputs) / self.batch_size)
         ctx.plan(self.epochs * n_batches)
-        inputs = _Inputs(model, data, ctx, self.trainable)
         view = inputs.view
+        step_size, bounds = self.step_size, (0.0, 1.0)
+        if self.synthesis == "prefix":
+            retain = inputs("retain")
+            step_size *= float(retain.float().std()) / max(float(data.retain_inputs.float().std()), 1e-12)
+            bounds = (0.0, None) if float(retain.amin()) >= 0 else (None, None)  # e.g. after a ReLU
         forget = inputs("forget")
         monitor = None
         if data.nonmember_inputs is not None and len(data.nonmember_inputs) and self.monitor_samples:
@@ -280,16 +307,17 @@ class DLFD(Method):
                 values: dict[str, float] = {"ce_weight": ce_weight, "perturbed": float(perturbing)}
                 if perturbing:
                     model.eval()
-                    x = inputs.pixels("retain", index)
+                    at_prefix = self.synthesis == "prefix"
+                    x = inputs("retain", index) if at_prefix else inputs.pixels("retain", index)
                     with torch.no_grad(), ctx.autocast():
                         target = _space(view, forget[next(forget_batches).to(forget.device)], self.feature_space)
                     x_in = perturb(
-                        model,
+                        view if at_prefix else model,
                         x,
                         y,
                         target,
                         steps=self.steps,
-                        step_size=self.step_size,
+                        step_size=step_size,
                         ot_weight=self.ot_weight,
                         ce_weight=ce_weight,
                         feature_space=self.feature_space,
@@ -297,11 +325,12 @@ class DLFD(Method):
                         epsilon=self.sinkhorn_epsilon,
                         cost=self.ot_cost,
                         autocast=ctx.autocast,
+                        bounds=bounds,
                     )
                     values["delta_linf"] = float((x_in - x).abs().amax())
                     model.train()
                     with ctx.autocast():
-                        loss = F.cross_entropy(model(x_in), y)
+                        loss = F.cross_entropy((view if at_prefix else model)(x_in), y)
                 else:
                     model.train()
                     with ctx.autocast():
