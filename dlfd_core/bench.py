@@ -35,6 +35,7 @@ __all__ = [
     "paired_t_test",
     "run_bench",
     "summarise",
+    "t_interval",
 ]
 
 BACKBONE_OVERRIDES: dict[str, dict[str, Any]] = {"resnet18": {"lr": 0.01, "head_lr": 0.01, "trainable": "all"}}
@@ -49,6 +50,8 @@ SUMMARY_METRICS = (
     "nomus",
     "label_free_mia_acc",
     "nomus_label_free",
+    "attack_auc",
+    "attack_auc_gap_to_gold",
     "forget_verification_auc",
     "activation_distance_to_gold",
     "forget_feature_moved",
@@ -98,8 +101,10 @@ def run_bench(
     model and unlearned from the cached outputs (the same numbers, several times faster), the others by full passes.
 
     Each record: ``backbone``, ``setting``, ``seed``, ``model``, ``forget`` (who or what was forgotten),
-    ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``), ``error`` (when a method
-    failed; the others still run).
+    ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``, ``forget_feature_moved`` and the
+    per-photo attack's ``attack_auc`` and ``attack_auc_gap_to_gold``), ``judgement`` (the app's verdict against the
+    gold model: ``forgotten``, ``detectable`` or ``inconclusive``), ``error`` (when a method failed; the others still
+    run).
     """
     from .data import with_forget_identities, with_forget_instances
     from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
@@ -168,7 +173,9 @@ def run_bench(
                 report = report_from_outputs(outs, split, gold=gold, seed=seed)
                 metrics = dict(report.metrics)
                 metrics["forget_feature_moved"] = forget_feature_moved(before, outs)
-                records.append({**common, "model": label, "settings": {}, "metrics": metrics})
+                judged = _judged(outs, gold, split, seed)
+                metrics.update(judged.pop("metrics"))
+                records.append({**common, "model": label, "settings": {}, "metrics": metrics, **judged})
             applicable = [m for m in methods if setting_name in method_class(m).modes]
             for method_index, name in enumerate(applicable):
                 fraction = (set_index + (method_index + 1) / (len(applicable) + 1)) / len(settings)
@@ -200,6 +207,9 @@ def run_bench(
                     continue
                 metrics = dict(outcome.reports["after"].metrics)
                 metrics["forget_feature_moved"] = forget_feature_moved(before, outcome.outputs["after"])
+                judged = _judged(outcome.outputs["after"], gold, split, seed)
+                metrics.update(judged.pop("metrics"))
+                record.update(judged)
                 metrics["unlearn_seconds"] = outcome.result.seconds
                 if any("perturbed" in h for h in outcome.result.history):  # DLFD: how long it synthesised
                     metrics["perturbed_batches"] = sum(h.get("perturbed", 0.0) for h in outcome.result.history)
@@ -219,6 +229,17 @@ def run_bench(
                 )
     progress(1.0, "done")
     return records
+
+
+def _judged(outputs: Mapping[str, Any], gold: Mapping[str, Any], split: Any, seed: int) -> dict[str, Any]:
+    """The app's judgement against the gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`) for a
+    record: its outcome, and the per-photo attack's AUC and gap to gold as metrics (NaN with too few photos)."""
+    from .evaluate.verdict import judge_against_gold
+
+    judgement = judge_against_gold(outputs, gold, split, seed=seed)
+    attack = [c for c in judgement.comparisons if c.name == "membership attack AUC"]
+    auc, gap = (attack[0].value, attack[0].difference) if attack else (math.nan, math.nan)
+    return {"judgement": judgement.outcome, "metrics": {"attack_auc": auc, "attack_auc_gap_to_gold": gap}}
 
 
 def _fast_paths(cache: Any, aligned: Any, device: str) -> dict[str, Any]:
@@ -304,6 +325,7 @@ def format_markdown(
         for r in failed:
             lines.append(f"\n{r['model']} failed on seed {r['seed']}: {r['error']}")
         lines.append("")
+        lines.extend(_headline(records, backbone, setting_name))
         if reference in models:
             lines.extend(_comparison(models, reference))
             lines.append("")
@@ -317,6 +339,7 @@ STAR = "\\*"  # a Markdown-escaped asterisk
 SIGNIFICANCE_METRICS = (
     "retain_test_acc",
     "forget_acc_gap_to_gold",
+    "attack_auc_gap_to_gold",
     "label_free_mia_acc",
     "forget_feature_moved",
     "unlearn_seconds",
@@ -349,6 +372,60 @@ def paired_t_test(differences: np.ndarray) -> float:
     return float(ttest_1samp(d, 0.0).pvalue)
 
 
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` confidence interval of the mean of ``values`` over seeds (Student's t, ``n − 1`` degrees of
+    freedom); NaNs with fewer than 2 values, the mean twice when they do not vary."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return math.nan, math.nan
+    mean, sem = float(v.mean()), float(v.std(ddof=1)) / math.sqrt(len(v))
+    if sem == 0:
+        return mean, mean
+    half = float(t.ppf(0.5 + level / 2, len(v) - 1)) * sem
+    return mean - half, mean + half
+
+
+def _headline(records: Sequence[Mapping[str, Any]], backbone: str, setting_name: str) -> list[str]:
+    """Each model's headline metrics as the mean over seeds with its 95 % t-interval."""
+    per_model: dict[str, dict[str, list[float]]] = {}
+    verdicts: dict[str, list[str]] = {}
+    for r in records:
+        if r["backbone"] != backbone or r["setting"] != setting_name or "error" in r:
+            continue
+        values = per_model.setdefault(r["model"], {})
+        if "judgement" in r:
+            verdicts.setdefault(r["model"], []).append(str(r["judgement"]))
+        for metric in SIGNIFICANCE_METRICS:
+            value = r["metrics"].get(metric)
+            if value is not None and not math.isnan(value):
+                values.setdefault(metric, []).append(float(value))
+    lines = [
+        "Headline, mean over seeds [95 % interval of the mean, Student's t over seeds; one seed: no interval]; "
+        "verdicts: the app's judgement against the gold model per seed (docs/app.md):",
+        "",
+        "| model | " + " | ".join(SIGNIFICANCE_METRICS) + " | verdicts |",
+        "|---|" + "---|" * (len(SIGNIFICANCE_METRICS) + 1),
+    ]
+    for model, values in per_model.items():
+        cells = []
+        for metric in SIGNIFICANCE_METRICS:
+            v = np.asarray(values.get(metric, []))
+            fmt = ".1f" if metric.endswith("seconds") else ".3f"
+            if len(v) == 0:
+                cells.append("–")
+                continue
+            low, high = t_interval(v)
+            cells.append(f"{v.mean():{fmt}}" + ("" if math.isnan(low) else f" [{low:{fmt}}, {high:{fmt}}]"))
+        seen = verdicts.get(model, [])
+        counts = ", ".join(f"{name} {seen.count(name)}" for name in dict.fromkeys(sorted(seen)))
+        cells.append(f"{counts} of {len(seen)}" if seen else "–")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_name: str, reference: str) -> list[str]:
     """A table of each model's mean difference from ``reference`` over seeds, with the paired t-test's p-value;
     ``*`` marks p < 0.05 (no correction for the many comparisons: read it as a screen, not a proof)."""
@@ -359,7 +436,8 @@ def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_n
     if not others:
         return []
     lines = [
-        f"Difference from {reference}, mean over seeds (other − {reference}), paired t-test p-value over seeds; "
+        f"Difference from {reference}, mean over seeds (other − {reference}) [its 95 % t-interval], paired t-test "
+        "p-value over seeds; "
         "\\* p < 0.05 (3 seeds or more), – not measured, = identical on every seed, (every seed) the same "
         "difference on every seed:",
         "",
@@ -380,7 +458,8 @@ def _significance(records: Sequence[Mapping[str, Any]], backbone: str, setting_n
                 cells.append("=" if same and d[0] == 0 else f"{d.mean():+{fmt}}" + (" (every seed)" if same else ""))
             else:
                 mark = STAR if p < 0.05 else ""
-                cells.append(f"{d.mean():+{fmt}} (p {p:.2g}){mark}")
+                low, high = t_interval(d)
+                cells.append(f"{d.mean():+{fmt}} [{low:+{fmt}}, {high:+{fmt}}] (p {p:.2g}){mark}")
         lines.append(f"| {other} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines

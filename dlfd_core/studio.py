@@ -54,6 +54,7 @@ from .evaluate.evaluate import collect_parts, part_keys, split_parts
 from .evaluate.metrics import softmax
 from .evaluate.outputs import SplitOutputs, collect_outputs
 from .evaluate.report import METRICS, format_table
+from .evaluate.verdict import MIN_PHOTOS, GoldComparison, Judgement, judge_against_gold
 from .experiment import ForgetOutcome, forget
 from .faces.faceset import FaceSetCheck, check_face_set, content_digest
 from .models import load_model, save_model
@@ -86,8 +87,9 @@ log = logging.getLogger(__name__)
 MIN_ENROL_FACES = 5
 MAX_UPLOAD_PHOTOS = 40
 GOLD_CACHE_SIZE = 4
-#: The fewest training photos of the forgotten people with which the (balanced, 10-fold) membership attack is defined.
-MIN_ATTACK_PHOTOS = 6
+#: The fewest training photos of the forgotten people with which the verdict and the (balanced, 10-fold) membership
+#: attack are attempted.
+MIN_ATTACK_PHOTOS = MIN_PHOTOS
 #: Runs of a session whose unlearned model and raw outputs stay in memory (older runs keep reports and files only).
 KEEP_FULL_RUNS = 1
 #: The ORL person the ORL model never trained on, whose photos serve as an example "upload" (each bundle names its
@@ -580,10 +582,11 @@ class RunRecord:
         number: the run's number in its session (1, 2, ...).
         identities: who was forgotten.
         outcome: the evaluated run (reports before / after / gold, outputs, the unlearned model).
-        verdict: one plain sentence on whether the person is forgotten and what it cost.
+        verdict: a few plain sentences on whether the person is forgotten and what it cost.
         predictions: example photos before / after / gold.
         files: downloadable files (``report_json``, ``report_md``, ``model``) in the session's folder.
         seconds: wall time of the whole run (unlearning, evaluations, gold model).
+        judgement: the comparison with the gold model behind the verdict (``None`` without a gold model).
     """
 
     number: int
@@ -593,6 +596,7 @@ class RunRecord:
     predictions: list[Prediction]
     files: dict[str, Path]
     seconds: float
+    judgement: Judgement | None = None
 
     @property
     def label(self) -> str:
@@ -1293,54 +1297,99 @@ def _pct(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
-def verdict(outcome: ForgetOutcome, identities: Sequence[str]) -> str:
-    """A plain sentence or two on whether ``identities`` look forgotten, judged against the gold model, and the cost.
+def judge(outcome: ForgetOutcome, split: Split, seed: int = 0) -> Judgement | None:
+    """The run against its gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`); ``None`` without one."""
+    if "gold" not in outcome.outputs or "after" not in outcome.outputs:
+        return None
+    return judge_against_gold(outcome.outputs["after"], outcome.outputs["gold"], split, seed=seed)
 
-    "Looks forgotten" means: the unlearned model recognises their training photos no more than the gold model does
-    (+5 points), and the label-free membership attack is no further from chance than on the gold model (+10 points).
-    The judgement rests on a few photos per person, so it says how many, and it says when utility dropped.
+
+def _auc_pct(value: float) -> str:
+    return f"AUC {_pct(value)}"
+
+
+def _detectable_text(comparison: GoldComparison, photos: str) -> str:
+    """What a comparison that differs from the gold model shows, in plain words."""
+    low, high = (f"{100 * v:+.0f}" for v in comparison.interval)
+    interval = f"difference {low} to {high} points, 95% interval"
+    if comparison.name == "forget accuracy":
+        more = "more" if comparison.difference > 0 else "fewer"
+        return (
+            f"it recognises {more} of the {photos} than the gold model does ({_pct(comparison.value)} against "
+            f"{_pct(comparison.gold)}; {interval})"
+        )
+    if comparison.difference > 0:
+        return (
+            f"a membership attack tells their photos from strangers' better than on the gold model "
+            f"({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
+        )
+    return (
+        f"their photos now stand out by looking *less* familiar than on the gold model, which a membership attack "
+        f"detects too ({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
+    )
+
+
+def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgement | None) -> str:
+    """A few plain sentences on whether ``identities`` are forgotten, judged against the gold model, and the cost.
+
+    "Forgotten" only when ``judgement`` (:func:`judge`) finds the unlearned model equivalent to the gold model in
+    forget accuracy and in the membership attack (95 % intervals of the paired differences within the margin);
+    "not forgotten" when either differs, saying what is still detectable; "inconclusive" when the photos cannot
+    tell, saying why; "not judged" without a gold model.
     """
     before = outcome.reports["before"].metrics
     after = outcome.reports["after"].metrics
     gold = outcome.reports["gold"].metrics if "gold" in outcome.reports else None
     recognised = after.get("forget_train_acc", math.nan)
-    attack = after.get("label_free_mia_acc", math.nan)
-    photos = len(outcome.outputs["after"].get("forget_train", ()))
-    if gold is not None:
-        target_acc, target_attack = gold.get("forget_train_acc", 0.0), gold.get("label_free_mia_acc", 0.5)
-        reference = f" (the gold model, never trained on them: {_pct(target_acc)} and {_pct(target_attack)})"
-    else:
-        target_acc, target_attack = 0.0, 0.5
-        reference = " (no gold model computed: judged against 0% and chance, 50%)"
+    photos = len(outcome.outputs["after"].get("forget_train", ())) if outcome.outputs else 0
     kept_before, kept_after = before.get("retain_test_acc", math.nan), after.get("retain_test_acc", math.nan)
     who = ", ".join(display_name(i) for i in identities)
     several = len(identities) > 1
     photos_text = f"{photos} forgotten training {'photo' if photos == 1 else 'photos'}"
-    if math.isnan(attack) or math.isnan(recognised):
+    gold_acc = f" (the gold model: {_pct(gold.get('forget_train_acc', math.nan))})" if gold is not None else ""
+    too_few = judgement is not None and not judgement.comparisons
+    if judgement is None and photos < MIN_ATTACK_PHOTOS:
+        too_few = True
+    if too_few and photos >= MIN_ATTACK_PHOTOS and judgement is not None:  # too few non-members, a rare split
+        text = f"**{who}: inconclusive, not enough photos to judge.** {judgement.reason.capitalize()}"
+    elif too_few:
         text = (
-            f"**{who}: inconclusive, not enough photos to judge.** The membership attack needs at least "
+            f"**{who}: inconclusive, not enough photos to judge.** The comparison with the gold model needs at least "
             f"{MIN_ATTACK_PHOTOS} training photos of the forgotten {'people' if several else 'person'} and there "
             f"{'is' if photos == 1 else 'are'} {photos}, so it cannot tell whether the model still knows them. The "
-            f"model now recognises {_pct(recognised)} of the {photos_text}"
-            f"{f' (the gold model: {_pct(target_acc)})' if gold is not None else ''}. Enrol more photos for a "
-            f"verdict. Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
+            f"model now recognises {_pct(recognised)} of the {photos_text}{gold_acc}. More photos are needed for a "
+            "verdict"
         )
-    else:
-        recognised_ok = recognised <= target_acc + 0.05
-        attack_ok = abs(attack - 0.5) <= abs(target_attack - 0.5) + 0.1
-        if recognised_ok and attack_ok:
-            head = f"**{who} {'look' if several else 'looks'} forgotten** by these tests"
-        else:
-            still = [
-                *(["still recognised"] if not recognised_ok else []),
-                *(["still detected by the membership attack"] if not attack_ok else []),
-            ]
-            head = f"**{who} {'are' if several else 'is'} not fully forgotten** ({' and '.join(still)})"
+    elif judgement is None:
         text = (
-            f"{head}: the model now recognises {_pct(recognised)} of the {photos_text}, and a membership attack "
-            f"tells them from strangers' photos {_pct(attack)} of the time (50% = chance){reference}. Accuracy on "
-            f"everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
+            f"**{who}: not judged.** Forgetting is judged against a gold model retrained without "
+            f"{'them' if several else 'this person'}; tick 'Also train the gold model' for a verdict. The model now "
+            f"recognises {_pct(recognised)} of the {photos_text}"
         )
+    elif judgement.outcome == "forgotten":
+        accuracy, attack = judgement.comparisons
+        text = (
+            f"**{who} {'look' if several else 'looks'} forgotten**: on these {photos} photos the model cannot be told "
+            f"from the gold model, never trained on {'them' if several else 'this person'}. It recognises "
+            f"{_pct(accuracy.value)} of them (gold {_pct(accuracy.gold)}); a membership attack scores "
+            f"{_auc_pct(attack.value)} (gold {_auc_pct(attack.gold)}); both differences lie within "
+            f"±{100 * judgement.margin:.0f} points (95% intervals)"
+        )
+    elif judgement.outcome == "detectable":
+        shown = [_detectable_text(c, photos_text) for c in judgement.comparisons if c.differs]
+        text = f"**{who} {'are' if several else 'is'} not forgotten**: " + "; and ".join(shown)
+    else:
+        wide = [
+            f"the {c.name} could differ by {100 * c.interval[0]:+.0f} to {100 * c.interval[1]:+.0f} points"
+            for c in judgement.comparisons
+            if not c.within(judgement.margin)
+        ]
+        text = (
+            f"**{who}: inconclusive.** No difference from the gold model shows, but {photos} photos cannot rule out "
+            f"one of {100 * judgement.margin:.0f} points or more ({'; '.join(wide)}, 95% intervals). More photos are "
+            "needed for a verdict"
+        )
+    text += f". Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
     if kept_before - kept_after > 0.1:
         text += " — **a large loss of utility**"
     text += f"; unlearning took {outcome.result.seconds:.1f} s on the {outcome.result.device.upper()}."
@@ -1521,11 +1570,13 @@ def run_forget(
     if runner is not None and should_stop is not None and should_stop():  # Cancel pressed while it ran elsewhere
         raise CancelledError("the run was cancelled")
     number = len(session.runs) + 1
+    judgement = judge(outcome, split, seed=seed)
     record = RunRecord(
         number=number,
         identities=identities,
         outcome=outcome,
-        verdict=verdict(outcome, identities),
+        verdict=verdict(outcome, identities, judgement),
+        judgement=judgement,
         predictions=_predictions(outcome, session, split),
         files={},
         seconds=time.perf_counter() - start,
@@ -1544,11 +1595,31 @@ def _card_value(name: str, value: float | None) -> str:
     return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
 
 
+_OUTCOME_LABELS = {"forgotten": "forgotten", "detectable": "not forgotten", "inconclusive": "inconclusive"}
+
+
+def _judgement_card(judgement: Judgement) -> str:
+    """The verdict's evidence: each statistic unlearned → gold, and the 95 % interval of their difference."""
+    rows = "".join(
+        f"<div data-comparison='{html.escape(c.name)}'>{html.escape(c.name)}: {_pct(c.value)} → {_pct(c.gold)} "
+        f"<span title='95% interval of unlearned − gold, paired bootstrap over photos'>"
+        f"[{100 * c.interval[0]:+.0f}, {100 * c.interval[1]:+.0f}] pts</span></div>"
+        for c in judgement.comparisons
+    )
+    return (
+        f"<div class='dlfd-card' data-metric='judgement' data-outcome='{judgement.outcome}'>"
+        f"<div class='dlfd-card-label'>Against the gold model: {_OUTCOME_LABELS[judgement.outcome]}</div>"
+        f"<div class='dlfd-card-value'>{rows or html.escape(judgement.reason)}</div>"
+        "<div class='dlfd-card-help'>unlearned → gold, and the 95% interval of the difference; forgotten only when "
+        f"both intervals lie within ±{100 * judgement.margin:.0f} points. Attack AUC: 50% = chance</div></div>"
+    )
+
+
 def cards_html(record: RunRecord) -> str:
     """The result cards: each headline metric before → after (→ gold), with how to read it, and the time."""
     reports = record.outcome.reports
     columns = [("before", "Original"), ("after", "Unlearned"), ("gold", "Gold")]
-    cards = []
+    cards = [_judgement_card(record.judgement)] if record.judgement is not None else []
     for name, label, reading in CARD_METRICS:
         values = " → ".join(
             f"<span title='{title}'>{_card_value(name, reports[key].metrics.get(name))}</span>"
@@ -1656,7 +1727,24 @@ def report_json(record: RunRecord, session: Session, split: Split) -> dict[str, 
         "environment": record.outcome.environment or environment(),
         "total_seconds": record.seconds,
         "verdict": record.verdict,
+        "judgement": _judgement_json(record.judgement),
         **record.outcome.to_json(),
+    }
+
+
+def _judgement_json(judgement: Judgement | None) -> dict[str, Any] | None:
+    if judgement is None:
+        return None
+    return {
+        "outcome": judgement.outcome,
+        "reason": judgement.reason,
+        "margin": judgement.margin,
+        "forgotten_photos": judgement.members,
+        "nonmember_photos": judgement.nonmembers,
+        "comparisons": [
+            {"name": c.name, "unlearned": c.value, "gold": c.gold, "difference_interval_95": list(c.interval)}
+            for c in judgement.comparisons
+        ],
     }
 
 

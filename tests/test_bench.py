@@ -22,7 +22,7 @@ def _record(model: str, seed: int, nomus: float, **extra: float) -> dict:
     return {"backbone": "b", "setting": "identity", "seed": seed, "model": model, "settings": {}, "metrics": metrics}
 
 
-def test_summary_is_mean_and_population_std_over_seeds_skipping_nan_and_failures() -> None:
+def test_summary_is_mean_and_sample_std_over_seeds_skipping_nan_and_failures() -> None:
     records = [
         _record("dlfd", 0, 0.8),
         _record("dlfd", 1, 0.6),
@@ -91,6 +91,10 @@ def test_bench_from_cached_prefix_outputs_gives_the_full_pass_numbers(orl_aligne
         orl_aligned, split, outputs_for=lambda model: collect_all(model, orl_aligned, split, device="cpu"), **kw
     )
     assert [r["model"] for r in slow] == [r["model"] for r in fast] == ["original", "gold", "class_reset", "finetune"]
+    # every record carries the app's judgement against the gold model; gold against itself is the identity case
+    assert [r["judgement"] for r in slow] == [r["judgement"] for r in fast]
+    assert slow[1]["judgement"] == "forgotten" and slow[1]["metrics"]["attack_auc_gap_to_gold"] == 0.0
+    assert slow[0]["judgement"] == "detectable"  # the original model still recognises the person
     for a, b in zip(slow, fast, strict=True):
         assert a["metrics"].keys() == b["metrics"].keys()
         for name, value in a["metrics"].items():
@@ -114,4 +118,17 @@ def test_paired_differences_and_t_test_over_seeds() -> None:
     assert math.isnan(paired_t_test(np.zeros(4))) and math.isnan(paired_t_test(np.full(3, 0.1)))
     assert math.isnan(paired_t_test(np.array([0.3, 0.1])))  # two seeds: no test
     table = format_markdown(records)
-    assert f"| other | {np.mean(d):+.3f} (p {ttest_rel(other, dlfd).pvalue:.2g})" in table
+    from dlfd_core.bench import t_interval
+
+    low, high = t_interval(d)
+    assert f"| other | {np.mean(d):+.3f} [{low:+.3f}, {high:+.3f}] (p {ttest_rel(other, dlfd).pvalue:.2g})" in table
+
+
+def test_t_interval_matches_a_hand_computation() -> None:
+    from dlfd_core.bench import t_interval
+
+    # mean 2, sample std 1, standard error 1/sqrt(3); Student's t at 97.5 % with 2 degrees of freedom is 4.3027
+    low, high = t_interval(np.array([1.0, 2.0, 3.0]))
+    assert low == pytest.approx(2 - 4.3027 / 3**0.5, abs=1e-3) and high == pytest.approx(2 + 4.3027 / 3**0.5, abs=1e-3)
+    assert t_interval(np.array([0.5, 0.5])) == (0.5, 0.5)
+    assert all(math.isnan(v) for v in t_interval(np.array([0.5])))

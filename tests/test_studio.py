@@ -59,7 +59,7 @@ def test_a_run_writes_its_report_and_model(session):
     record = studio.run_forget(session, ["s7"], create_method("class_reset"), seed=3, with_gold=False)
     assert session.runs == [record]
     assert record.outcome.reports["after"].metrics["forget_train_acc"] == 0.0
-    assert "s7" in record.verdict and "no gold model" in record.verdict
+    assert "s7: not judged" in record.verdict and record.judgement is None
     assert {p.role for p in record.predictions} >= {"forgotten", "kept"}
     data = json.loads(record.files["report_json"].read_text())
     assert data["method"] == "class_reset" and data["seed"] == 3 and data["forgotten"] == ["s7"]

@@ -61,6 +61,7 @@ from .metrics import (
 )
 from .outputs import SplitOutputs, collect_outputs
 from .report import Report
+from .verdict import nonmember_outputs
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ def compute_metrics(
         for mia_key, suffix in (("mia_balanced_acc", ""), ("mia_acc", "_unbalanced")):
             _derived(f"forgetting_score{suffix}", forgetting_score(m[mia_key]), (mia_key,), m, why)
             _derived(f"nomus{suffix}", nomus(test_acc, m[mia_key]), (mia_key, "retain_test_acc"), m, why)
-        nonmember_logits = out["unseen"].logits if split.forget_mode == "identity" and "unseen" in out else test_logits
+        nonmembers = nonmember_outputs(out, split)
+        nonmember_logits = test_logits if nonmembers is None else nonmembers.logits
         label_free = _attack(
             "label_free_mia",
             lambda: mia_label_free(forget.logits, nonmember_logits, balanced=True, seed=seed),

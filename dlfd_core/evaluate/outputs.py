@@ -16,7 +16,7 @@ from torch import nn
 
 from .metrics import per_sample_cross_entropy
 
-__all__ = ["FeatureModel", "SplitOutputs", "collect_outputs"]
+__all__ = ["FeatureModel", "SplitOutputs", "collect_outputs", "concat_outputs"]
 
 
 class FeatureModel(Protocol):
@@ -123,6 +123,21 @@ class SplitOutputs:
             features=self.features[idx],
             identities=tuple(self.identities[i] for i in idx),
         )
+
+
+def concat_outputs(parts: Sequence[SplitOutputs]) -> SplitOutputs:
+    """Several parts' outputs as one, in order (all from the same model)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    if len(parts) == 1:
+        return parts[0]
+    return SplitOutputs(
+        logits=np.concatenate([p.logits for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        losses=np.concatenate([p.losses for p in parts]),
+        features=np.concatenate([p.features for p in parts]),
+        identities=tuple(i for p in parts for i in p.identities),
+    )
 
 
 def collect_outputs(

@@ -301,9 +301,10 @@ def test_the_gold_flag_false_as_text_is_false_and_the_run_writes_only_its_own_fi
     )  # text is read, as in a form: "false" is not bool("false")
     downloads = _ran(hostile, reply, request)
     assert downloads[0].parents[2] == sessions_dir
-    assert "(no gold model computed: judged against 0% and chance, 50%)" in hostile.output(reply, "verdict")
+    assert "s7: not judged." in hostile.output(reply, "verdict")
     report = json.loads(next(p for p in downloads if p.suffix == ".json").read_text())
-    assert report["seed"] == 12 and "no gold model computed" in report["verdict"] and "gold" not in report
+    assert report["seed"] == 12 and "not judged" in report["verdict"] and "gold" not in report
+    assert report["judgement"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,214 @@
+"""Is a person forgotten? The unlearned model against the gold model, with intervals, as a three-way judgement.
+
+Unlearning is judged *relative to the gold model* (retrained without the person), not against zero: a model that
+never saw someone still recognises some of their photos by chance and still treats them a little differently from
+strangers. Two paired comparisons are made on the same photos:
+
+* **forget accuracy**: the share of the forgotten training photos each model classifies as their person;
+* **the membership attack**: the AUC with which each model's per-photo membership score (LiRA's logit-scaled
+  confidence of the top class, label-free; :func:`~dlfd_core.evaluate.attacks.logit_confidence`) tells the forgotten
+  training photos from non-members' photos. 50 % is chance, 100 % every forgotten photo stands out.
+
+For each, the 95 % interval of *model − gold* comes from a paired percentile bootstrap: the same resampled photos
+are scored under both models, so what the two have in common (which photos are hard) cancels out. The judgement:
+
+* ``"detectable"``: an interval excludes 0, i.e. the model differs from the gold model beyond what the photos'
+  sampling explains (in either direction: a model that forgets *more* than the gold model is detectable too);
+* ``"forgotten"``: both intervals lie within ``± margin`` (an equivalence test: the photos rule out a difference that
+  matters, not merely fail to show one);
+* ``"inconclusive"``: neither; too few photos to rule out a difference of ``margin``, or too few for the attack.
+
+The margin (default 0.10: ten points of accuracy or of AUC) is a choice stated in ``docs/evaluation.md``, not a
+number fitted to results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.splits import Split
+from .attacks import logit_confidence
+from .metrics import rank_auc
+from .outputs import SplitOutputs, concat_outputs
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "MIN_PHOTOS",
+    "GoldComparison",
+    "Judgement",
+    "judge_against_gold",
+    "nonmember_outputs",
+    "paired_bootstrap_interval",
+]
+
+DEFAULT_MARGIN = 0.10
+"""Equivalence margin: a difference from the gold model smaller than this (in accuracy or AUC) does not matter."""
+
+MIN_PHOTOS = 6
+"""Fewest forgotten training photos, and fewest non-member photos, a judgement is attempted with."""
+
+
+@dataclass(frozen=True)
+class GoldComparison:
+    """One statistic of the unlearned model beside the gold model's, with the 95 % interval of their difference."""
+
+    name: str
+    value: float
+    gold: float
+    interval: tuple[float, float]
+
+    @property
+    def difference(self) -> float:
+        return self.value - self.gold
+
+    @property
+    def differs(self) -> bool:
+        """The interval of ``value − gold`` excludes 0."""
+        low, high = self.interval
+        return low > 0 or high < 0
+
+    def within(self, margin: float) -> bool:
+        """The interval of ``value − gold`` lies inside ``[−margin, margin]``."""
+        low, high = self.interval
+        return -margin <= low and high <= margin
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The outcome (``forgotten``, ``detectable`` or ``inconclusive``), the comparisons behind it, and why."""
+
+    outcome: str
+    comparisons: tuple[GoldComparison, ...]
+    reason: str
+    members: int
+    nonmembers: int
+    margin: float
+
+
+def nonmember_outputs(outputs: Mapping[str, SplitOutputs], split: Split) -> SplitOutputs | None:
+    """The photos the attacks use as non-members: unseen people's when a whole person is forgotten (the forgotten
+    person is a stranger to the gold model), else the held-out photos (``retain_test`` and ``forget_test``)."""
+    if split.forget_mode == "identity" and "unseen" in outputs:
+        return outputs["unseen"]
+    parts = [outputs[p] for p in ("retain_test", "forget_test") if p in outputs and len(outputs[p])]
+    return concat_outputs(parts) if parts else None
+
+
+def paired_bootstrap_interval(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    sizes: tuple[int, int],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic(member_rows, nonmember_rows)`` over ``resamples`` seeded draws, each side
+    resampled with replacement at its own size (``sizes``; a side of size 0 gets empty rows). ``statistic`` computes
+    the paired difference for the drawn rows, so both models see the same photos in every draw."""
+    rng = np.random.default_rng(seed)
+    draws = np.array(
+        [statistic(rng.integers(0, sizes[0], sizes[0]), rng.integers(0, sizes[1], sizes[1])) for _ in range(resamples)]
+    )
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    scores = np.r_[members, nonmembers]
+    positive = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
+    return rank_auc(scores, positive)
+
+
+def judge_against_gold(
+    model: Mapping[str, SplitOutputs],
+    gold: Mapping[str, SplitOutputs],
+    split: Split,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Judgement:
+    """Judge whether the forgotten photos look to ``model`` as they look to the ``gold`` model (see the module).
+
+    Args:
+        model, gold: per-part outputs of the unlearned and the gold model on the same split (``forget_train`` and
+            the non-member parts are used).
+        split: the split (its ``forget_mode`` chooses the non-members).
+        margin: the equivalence margin, in accuracy and AUC units.
+        resamples, seed: the bootstrap's draws and seed.
+    """
+    forget, forget_gold = model.get("forget_train"), gold.get("forget_train")
+    others, others_gold = nonmember_outputs(model, split), nonmember_outputs(gold, split)
+    members = 0 if forget is None else len(forget)
+    nonmembers = 0 if others is None else len(others)
+
+    def judgement(outcome: str, comparisons: tuple[GoldComparison, ...], reason: str) -> Judgement:
+        return Judgement(outcome, comparisons, reason, members, nonmembers, margin)
+
+    if members < MIN_PHOTOS or nonmembers < MIN_PHOTOS:
+        return judgement(
+            "inconclusive",
+            (),
+            f"the comparison needs at least {MIN_PHOTOS} forgotten training photos and {MIN_PHOTOS} photos of "
+            f"non-members; there are {members} and {nonmembers}",
+        )
+    assert forget is not None and forget_gold is not None and others is not None and others_gold is not None
+    if len(forget_gold) != members or len(others_gold) != nonmembers:
+        raise ValueError("the model's and the gold model's outputs must cover the same photos")
+    labels = forget.labels
+    correct = (forget.logits.argmax(1) == labels).astype(np.float64)
+    correct_gold = (forget_gold.logits.argmax(1) == labels).astype(np.float64)
+    score_m, score_g = logit_confidence(forget.logits), logit_confidence(forget_gold.logits)
+    other_m, other_g = logit_confidence(others.logits), logit_confidence(others_gold.logits)
+
+    def accuracy_difference(rows: np.ndarray, _: np.ndarray) -> float:
+        return float(correct[rows].mean() - correct_gold[rows].mean())
+
+    def auc_difference(rows: np.ndarray, other_rows: np.ndarray) -> float:
+        return _auc(score_m[rows], other_m[other_rows]) - _auc(score_g[rows], other_g[other_rows])
+
+    sizes = (members, nonmembers)
+    comparisons = (
+        GoldComparison(
+            "forget accuracy",
+            float(correct.mean()),
+            float(correct_gold.mean()),
+            paired_bootstrap_interval(accuracy_difference, sizes, resamples=resamples, seed=seed),
+        ),
+        GoldComparison(
+            "membership attack AUC",
+            _auc(score_m, other_m),
+            _auc(score_g, other_g),
+            paired_bootstrap_interval(auc_difference, sizes, resamples=resamples, seed=seed + 1),
+        ),
+    )
+    differing = [c for c in comparisons if c.differs]
+    if differing:
+        parts = [
+            f"{c.name} {'above' if c.difference > 0 else 'below'} the gold model's "
+            f"(difference {c.difference:+.2f}, 95% interval {c.interval[0]:+.2f} to {c.interval[1]:+.2f})"
+            for c in differing
+        ]
+        return judgement("detectable", comparisons, "; ".join(parts))
+    unresolved = [c for c in comparisons if not c.within(margin)]
+    if unresolved:
+        parts = [
+            f"{c.name}: the difference from the gold model could be anywhere from {c.interval[0]:+.2f} to "
+            f"{c.interval[1]:+.2f}"
+            for c in unresolved
+        ]
+        return judgement(
+            "inconclusive",
+            comparisons,
+            f"no difference from the gold model shows, but {members} photos cannot rule out one of {margin:.2f} "
+            f"or more ({'; '.join(parts)})",
+        )
+    return judgement(
+        "forgotten",
+        comparisons,
+        f"both differences from the gold model lie within ±{margin:.2f} (95% intervals)",
+    )
