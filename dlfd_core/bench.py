@@ -14,9 +14,15 @@ which would barely move a model trained from scratch at rate 0.05.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +34,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKBONE_OVERRIDES",
+    "BenchSource",
+    "Cell",
+    "run_cell",
     "SUMMARY_METRICS",
     "forget_feature_moved",
     "format_markdown",
@@ -74,6 +83,79 @@ def _settings_for(method_name: str, backbone: str, extra: Mapping[str, Any] | No
     return out
 
 
+@dataclass(frozen=True)
+class BenchSource:
+    """Where a bench worker in another process (or on a Ray node) loads the photos from, so that a cell is a pure
+    function of its settings: a bundled dataset by name, or a folder-per-identity tree (aligned and cached on first
+    use). Exactly one of the two."""
+
+    bundle: str | None = None
+    folder: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bundle is None) == (self.folder is None):
+            raise DLFDError("a bench source is a bundled dataset or a folder, exactly one of the two")
+
+    def digest(self) -> str | None:
+        """The bundle's content digest (a folder has none: the caller hashes its crops)."""
+        if self.bundle is None:
+            return None
+        from .bundled import bundle
+
+        return bundle(self.bundle).content_digest()
+
+    def load(self) -> tuple[Any, str | None]:
+        """The aligned faces, and a digest naming them (for the prefix-output cache and the cells' keys)."""
+        if self.bundle is not None:
+            from .bundled import bundle
+
+            chosen = bundle(self.bundle)
+            return chosen.load()[1], chosen.content_digest()
+        from .data import align_dataset, load_folder
+
+        return align_dataset(load_folder(str(self.folder))), None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of the benchmark: a backbone and a seed, with every forgetting setting and method run on its
+    original model. A pure function of these fields (and the photos and the code, which :meth:`key` also names)."""
+
+    backbone: str
+    seed: int
+    settings: tuple[str, ...]
+    methods: tuple[str, ...]
+    method_settings: tuple[tuple[str, Any], ...]
+    instances: int
+    device: str
+    recipe: Mapping[str, Any] | None
+    split: Mapping[str, Any]
+
+    def key(self, source_digest: str | None) -> str:
+        """A hash of everything the cell's records depend on: its fields, the photos' digest, this package's code."""
+        payload = json.dumps(
+            {"cell": dataclasses.asdict(self), "source": source_digest, "code": code_digest(), "format": CELL_FORMAT},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+CELL_FORMAT = 1
+"""Version of a cached cell's file; raise it when the records' shape changes."""
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of this package's Python files: a cached cell is reused only by the code that computed it."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_bench(
     aligned: Any,
     base_split: Any,
@@ -89,16 +171,28 @@ def run_bench(
     outputs_for: Callable[[Any], Any] | None = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    source: BenchSource | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the benchmark; one record per (backbone, setting, seed, model), ``model`` = original, gold or a method.
+
+    The work is split into :class:`Cell` s, one per backbone and seed. ``workers == 1`` (the default) runs them here,
+    one after the other; ``workers > 1`` runs them in a local pool of that many processes, and ``ray_address``
+    (``"local"`` for a Ray instance started here, or a cluster's address) as Ray tasks. Both need ``source``, from
+    which each worker loads the photos itself. With ``cache_dir``, each finished cell's records are written there
+    under the cell's :meth:`Cell.key` and read back instead of being computed again, so an interrupted run resumes
+    where it stopped. The records, and so the tables, do not depend on where the cells ran.
 
     ``method_settings`` are given to every method that has them (after the backbone's overrides). ``recipes``: per
     backbone, the :class:`~dlfd_core.train.TrainConfig` of the original and gold models (default: the backbone's
     default recipe).
-    ``outputs_for(model)``: a cache of ``model``'s frozen-prefix outputs on every photo (a
+    ``outputs_for(model)`` (this process only): a cache of ``model``'s frozen-prefix outputs on every photo (a
     :class:`~dlfd_core.studio.KeyedOutputs`: ``collect``, ``prefix_outputs``, ``embeddings``), built once per
     backbone from its first original model; every model whose prefix matches is then evaluated, trained as a gold
     model and unlearned from the cached outputs (the same numbers, several times faster), the others by full passes.
+    Workers build their own from ``source``.
 
     Each record: ``backbone``, ``setting``, ``seed``, ``model``, ``forget`` (who or what was forgotten),
     ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``, ``forget_feature_moved`` and the
@@ -106,128 +200,368 @@ def run_bench(
     gold model: ``forgotten``, ``detectable`` or ``inconclusive``), ``error`` (when a method failed; the others still
     run).
     """
-    from .data import with_forget_identities, with_forget_instances
-    from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
-    from .experiment import forget
-    from .train import train_on_split
-    from .unlearn import create_method, method_class
+    from .data.splits import split_to_dict
+    from .unlearn import method_class
 
     for name in methods:
         method_class(name)  # fail early on a typo
     for setting_name in settings:
         if setting_name not in ("identity", "instance"):
             raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
-    records: list[dict[str, Any]] = []
-    jobs = [(b, s) for b in backbones for s in seeds]
-    caches: dict[str, Any] = {}
-    for job_index, (backbone, seed) in enumerate(jobs):
-        job_progress = scaled(progress, job_index / len(jobs), (job_index + 1) / len(jobs))
-        job_progress(0.0, f"{backbone} seed {seed}: training the original model")
-        cache = caches.get(backbone)
+    if workers < 1:
+        raise DLFDError(f"workers must be at least 1, got {workers}")
+    remote = workers > 1 or ray_address is not None
+    if remote and source is None:
+        raise DLFDError("running cells in other processes needs a BenchSource (a bundled dataset or a folder)")
+    split_dict = split_to_dict(base_split)
+    cells = [
+        Cell(
+            backbone=backbone,
+            seed=int(seed),
+            settings=tuple(settings),
+            methods=tuple(methods),
+            method_settings=tuple(sorted((method_settings or {}).items())),
+            instances=instances,
+            device=device,
+            recipe=(recipes or {})[backbone].to_dict() if (recipes or {}).get(backbone) is not None else None,
+            split=split_dict,
+        )
+        for backbone in backbones
+        for seed in seeds
+    ]
+    if cache_dir is not None:  # the keys name the photos too: hashed only when a cache needs them
+        digest = _digest_of(source, aligned)
+        keys = [cell.key(digest) for cell in cells]
+    else:
+        keys = [""] * len(cells)
+    results: dict[int, list[dict[str, Any]]] = {}
+    for i, key in enumerate(keys):
+        cached = _read_cell(cache_dir, key)
+        if cached is not None:
+            log.info("bench: cell %s seed %d read from the cache (%s)", cells[i].backbone, cells[i].seed, key)
+            results[i] = cached
+    todo = [i for i in range(len(cells)) if i not in results]
 
-        def train(split: Any, which: str, backbone: str = backbone, seed: int = seed) -> Any:
-            fast = _fast_paths(caches.get(backbone), aligned, device)
-            return train_on_split(
+    def finished(i: int, records: list[dict[str, Any]]) -> None:
+        # plain JSON values, as a cached cell reads back: a run's records do not depend on what was cached
+        results[i] = json.loads(json.dumps(records, default=str))
+        _write_cell(cache_dir, keys[i], cells[i], results[i])
+
+    if not remote:
+        caches: dict[str, Any] = {}
+        for n, i in enumerate(todo):
+            finished(
+                i,
+                run_cell(
+                    cells[i],
+                    aligned,
+                    base_split,
+                    outputs_for=outputs_for,
+                    caches=caches,
+                    progress=scaled(progress, n / len(todo), (n + 1) / len(todo)),
+                    should_stop=should_stop,
+                ),
+            )
+    elif todo:
+        assert source is not None
+        run = _run_on_ray if ray_address is not None else _run_in_pool
+        run(
+            [cells[i] for i in todo],
+            source,
+            workers,
+            ray_address,
+            lambda n, records: finished(todo[n], records),
+            progress,
+        )
+    progress(1.0, "done")
+    return [record for i in range(len(cells)) for record in results[i]]
+
+
+def _digest_of(source: BenchSource | None, aligned: Any) -> str:
+    """What names the photos in a cell's key: the source's digest when it has one, else a hash of the crops' keys
+    and pixels (computed once per run)."""
+    if source is not None:
+        digest = source.digest()
+        if digest is not None:
+            return digest
+    h = hashlib.sha256()
+    for key in aligned.keys:
+        h.update(str(key).encode())
+    h.update(np.ascontiguousarray(aligned.crops).tobytes())
+    return h.hexdigest()
+
+
+def _read_cell(cache_dir: str | os.PathLike[str] | None, key: str) -> list[dict[str, Any]] | None:
+    if cache_dir is None:
+        return None
+    path = Path(cache_dir) / f"cell-{key}.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("bench: ignoring the unreadable cached cell %s (%s)", path, exc)
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != CELL_FORMAT or not isinstance(saved.get("records"), list):
+        log.warning("bench: ignoring the cached cell %s (not this version's format)", path)
+        return None
+    return saved["records"]
+
+
+def _write_cell(cache_dir: str | os.PathLike[str] | None, key: str, cell: Cell, records: list[dict[str, Any]]) -> None:
+    if cache_dir is None:
+        return
+    from .paths import atomic_write
+
+    payload = {"format": CELL_FORMAT, "key": key, "cell": dataclasses.asdict(cell), "records": records}
+    with atomic_write(Path(cache_dir) / f"cell-{key}.json", "w") as handle:
+        json.dump(payload, handle, default=str)
+
+
+_WORKER_DATA: dict[BenchSource, tuple[Any, str | None]] = {}
+
+
+def _cell_in_worker(cell: Cell, source: BenchSource, threads: int) -> list[dict[str, Any]]:
+    """Run one cell in a worker process: load the photos (once per process) and build the prefix-output cache."""
+    import torch
+
+    from .data.splits import split_from_dict
+
+    torch.set_num_threads(max(1, threads))
+    if source not in _WORKER_DATA:
+        _WORKER_DATA[source] = source.load()
+    aligned, digest = _WORKER_DATA[source]
+    split = split_from_dict(cell.split)
+
+    def outputs_for(model: Any) -> Any:
+        from .studio import collect_all  # the prefix-output cache lives with the app's session logic
+
+        return collect_all(model, aligned, split, device=cell.device, cache=True, source_digest=digest)
+
+    return run_cell(cell, aligned, split, outputs_for=outputs_for, caches={})
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _run_in_pool(
+    cells: list[Cell],
+    source: BenchSource,
+    workers: int,
+    ray_address: str | None,
+    finished: Callable[[int, list[dict[str, Any]]], None],
+    progress: ProgressFn,
+) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    threads = _threads_per_worker(workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(_cell_in_worker, cell, source, threads): n for n, cell in enumerate(cells)}
+        for done, future in enumerate(as_completed(futures)):
+            n = futures[future]
+            finished(n, future.result())
+            progress((done + 1) / len(cells), f"{done + 1} of {len(cells)} cells done")
+
+
+def _run_on_ray(
+    cells: list[Cell],
+    source: BenchSource,
+    workers: int,
+    ray_address: str | None,
+    finished: Callable[[int, list[dict[str, Any]]], None],
+    progress: ProgressFn,
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise DLFDError("bench --ray needs Ray: pip install 'dlfd-core[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if ray_address == "local":  # a Ray instance on this machine, with as many CPUs as workers
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=ray_address, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(_cell_in_worker)
+        threads = _threads_per_worker(workers) if ray_address == "local" else 1
+        pending = {task.remote(cell, source, threads): n for n, cell in enumerate(cells)}
+        done = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            n = pending.pop(ready[0])
+            finished(n, ray.get(ready[0]))
+            done += 1
+            progress(done / len(cells), f"{done} of {len(cells)} cells done")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_cell(
+    cell: Cell,
+    aligned: Any,
+    base_split: Any,
+    *,
+    outputs_for: Callable[[Any], Any] | None = None,
+    caches: dict[str, Any] | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The records of one cell: its original model, and per forgetting setting the gold model and every method.
+
+    ``caches``: prefix-output caches by backbone, shared between the cells run in one process (built from the first
+    original model of a backbone by ``outputs_for``).
+    """
+    from .data import with_forget_identities, with_forget_instances
+    from .evaluate.evaluate import collect_parts, split_parts
+    from .train import config_from_dict, train_on_split
+
+    backbone, seed, device = cell.backbone, cell.seed, cell.device
+    caches = {} if caches is None else caches
+    recipe = config_from_dict(cell.recipe) if cell.recipe is not None else None
+    records: list[dict[str, Any]] = []
+    progress(0.0, f"{backbone} seed {seed}: training the original model")
+
+    def train(split: Any, which: str) -> Any:
+        fast = _fast_paths(caches.get(backbone), aligned, device)
+        return train_on_split(
+            aligned,
+            split,
+            which=which,
+            backbone=backbone,
+            config=recipe,
+            seed=seed,
+            device=device,
+            should_stop=should_stop,
+            embed=fast["embed"],
+            prefix=fast["prefix"],
+        ).model
+
+    original = train(base_split, "original")
+    if outputs_for is not None and backbone not in caches:
+        caches[backbone] = outputs_for(original)
+    cache = caches.get(backbone)
+    for set_index, setting_name in enumerate(cell.settings):
+        if setting_name == "identity":
+            # seed i forgets the i-th person of one fixed random order, so seeds forget different people
+            person = str(np.random.default_rng(0).permutation(list(base_split.known))[seed % len(base_split.known)])
+            split = with_forget_identities(base_split, [person])
+            what: Any = [person]
+        else:
+            split = with_forget_instances(base_split, cell.instances, seed=seed)
+            what = len(split.forget_keys)
+        if cache is not None:
+
+            def collect(model: Any, split: Any = split, cache: Any = cache) -> Any:
+                return cache.collect(model, aligned, split, device=device)
+
+        else:
+            parts = split_parts(aligned, split)
+
+            def collect(model: Any, parts: Any = parts) -> Any:
+                return collect_parts(model, parts, device=device)
+
+        gold_model = train(split, "gold")
+        common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
+        records.extend(
+            _setting_records(
+                cell,
                 aligned,
                 split,
-                which=which,
-                backbone=backbone,
-                config=(recipes or {}).get(backbone),
-                seed=seed,
-                device=device,
+                original,
+                gold_model,
+                collect,
+                common,
+                prefix=_fast_paths(cache, aligned, device)["prefix"],
+                progress=scaled(progress, set_index / len(cell.settings), (set_index + 1) / len(cell.settings)),
                 should_stop=should_stop,
-                embed=fast["embed"],
-                prefix=fast["prefix"],
-            ).model
+            )
+        )
+    return records
 
-        original = train(base_split, "original")
-        if outputs_for is not None and backbone not in caches:
-            cache = caches[backbone] = outputs_for(original)
-        for set_index, setting_name in enumerate(settings):
-            if setting_name == "identity":
-                # seed i forgets the i-th person of one fixed random order, so seeds forget different people
-                person = str(np.random.default_rng(0).permutation(list(base_split.known))[seed % len(base_split.known)])
-                split = with_forget_identities(base_split, [person])
-                what: Any = [person]
-            elif setting_name == "instance":
-                split = with_forget_instances(base_split, instances, seed=seed)
-                what = len(split.forget_keys)
-            else:
-                raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
-            if cache is not None:
 
-                def collect(model: Any, split: Any = split, cache: Any = cache) -> Any:
-                    return cache.collect(model, aligned, split, device=device)
+def _setting_records(
+    cell: Cell,
+    aligned: Any,
+    split: Any,
+    original: Any,
+    gold_model: Any,
+    collect: Callable[[Any], Any],
+    common: Mapping[str, Any],
+    *,
+    prefix: Any,
+    progress: ProgressFn,
+    should_stop: Callable[[], bool] | None,
+) -> list[dict[str, Any]]:
+    """The original's, the gold model's and every applicable method's record in one forgetting setting."""
+    from .evaluate.evaluate import report_from_outputs
+    from .experiment import forget
+    from .unlearn import create_method, method_class
 
-            else:
-                parts = split_parts(aligned, split)
-
-                def collect(model: Any, parts: Any = parts) -> Any:
-                    return collect_parts(model, parts, device=device)
-
-            gold_model = train(split, "gold")
-            before = collect(original)
-            gold = collect(gold_model)
-            common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
-            for label, outs in (("original", before), ("gold", gold)):
-                report = report_from_outputs(outs, split, gold=gold, seed=seed)
-                metrics = dict(report.metrics)
-                metrics["forget_feature_moved"] = forget_feature_moved(before, outs)
-                judged = _judged(outs, gold, split, seed)
-                metrics.update(judged.pop("metrics"))
-                records.append({**common, "model": label, "settings": {}, "metrics": metrics, **judged})
-            applicable = [m for m in methods if setting_name in method_class(m).modes]
-            for method_index, name in enumerate(applicable):
-                fraction = (set_index + (method_index + 1) / (len(applicable) + 1)) / len(settings)
-                job_progress(fraction, f"{backbone} seed {seed} {setting_name}: {name}")
-                overrides = _settings_for(name, backbone, method_settings)
-                record = {**common, "model": name, "settings": overrides}
-                try:
-                    outcome = forget(
-                        aligned,
-                        split,
-                        original,
-                        create_method(name, **overrides),
-                        seed=seed,
-                        device=device,
-                        gold_model=gold_model,
-                        before=before,
-                        gold_outputs=gold,
-                        collect=collect,
-                        prefix=_fast_paths(cache, aligned, device)["prefix"],
-                        report_reference=False,
-                        should_stop=should_stop,
-                    )
-                except CancelledError:
-                    raise
-                except Exception as exc:  # one method failing must not lose the others' results
-                    log.warning("%s failed on %s/%s seed %d: %r", name, backbone, setting_name, seed, exc)
-                    record["error"] = f"{type(exc).__name__}: {exc}"
-                    records.append(record)
-                    continue
-                metrics = dict(outcome.reports["after"].metrics)
-                metrics["forget_feature_moved"] = forget_feature_moved(before, outcome.outputs["after"])
-                judged = _judged(outcome.outputs["after"], gold, split, seed)
-                metrics.update(judged.pop("metrics"))
-                record.update(judged)
-                metrics["unlearn_seconds"] = outcome.result.seconds
-                if any("perturbed" in h for h in outcome.result.history):  # DLFD: how long it synthesised
-                    metrics["perturbed_batches"] = sum(h.get("perturbed", 0.0) for h in outcome.result.history)
-                record.update(settings=outcome.result.settings, metrics=metrics)
-                records.append(record)
-                log.info(
-                    "%s %s seed %d %s: retain-test %.3f forget %.3f NoMUS %.3f (label-free %.3f) %.1f s",
-                    backbone,
-                    setting_name,
-                    seed,
-                    name,
-                    metrics.get("retain_test_acc", math.nan),
-                    metrics.get("forget_train_acc", math.nan),
-                    metrics.get("nomus", math.nan),
-                    metrics.get("nomus_label_free", math.nan),
-                    outcome.result.seconds,
-                )
-    progress(1.0, "done")
+    seed, setting_name = cell.seed, common["setting"]
+    records: list[dict[str, Any]] = []
+    before = collect(original)
+    gold = collect(gold_model)
+    for label, outs in (("original", before), ("gold", gold)):
+        report = report_from_outputs(outs, split, gold=gold, seed=seed)
+        metrics = dict(report.metrics)
+        metrics["forget_feature_moved"] = forget_feature_moved(before, outs)
+        judged = _judged(outs, gold, split, seed)
+        metrics.update(judged.pop("metrics"))
+        records.append({**common, "model": label, "settings": {}, "metrics": metrics, **judged})
+    applicable = [m for m in cell.methods if setting_name in method_class(m).modes]
+    for method_index, name in enumerate(applicable):
+        progress((method_index + 1) / (len(applicable) + 1), f"{cell.backbone} seed {seed} {setting_name}: {name}")
+        overrides = _settings_for(name, cell.backbone, dict(cell.method_settings))
+        record: dict[str, Any] = {**common, "model": name, "settings": overrides}
+        try:
+            outcome = forget(
+                aligned,
+                split,
+                original,
+                create_method(name, **overrides),
+                seed=seed,
+                device=cell.device,
+                gold_model=gold_model,
+                before=before,
+                gold_outputs=gold,
+                collect=collect,
+                prefix=prefix,
+                report_reference=False,
+                should_stop=should_stop,
+            )
+        except CancelledError:
+            raise
+        except Exception as exc:  # one method failing must not lose the others' results
+            log.warning("%s failed on %s/%s seed %d: %r", name, cell.backbone, setting_name, seed, exc)
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            records.append(record)
+            continue
+        metrics = dict(outcome.reports["after"].metrics)
+        metrics["forget_feature_moved"] = forget_feature_moved(before, outcome.outputs["after"])
+        judged = _judged(outcome.outputs["after"], gold, split, seed)
+        metrics.update(judged.pop("metrics"))
+        record.update(judged)
+        metrics["unlearn_seconds"] = outcome.result.seconds
+        if any("perturbed" in h for h in outcome.result.history):  # DLFD: how long it synthesised
+            metrics["perturbed_batches"] = sum(h.get("perturbed", 0.0) for h in outcome.result.history)
+        record.update(settings=outcome.result.settings, metrics=metrics)
+        records.append(record)
+        log.info(
+            "%s %s seed %d %s: retain-test %.3f forget %.3f NoMUS %.3f (label-free %.3f) %.1f s",
+            cell.backbone,
+            setting_name,
+            seed,
+            name,
+            metrics.get("retain_test_acc", math.nan),
+            metrics.get("forget_train_acc", math.nan),
+            metrics.get("nomus", math.nan),
+            metrics.get("nomus_label_free", math.nan),
+            outcome.result.seconds,
+        )
     return records
 
 

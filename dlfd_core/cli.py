@@ -833,7 +833,7 @@ def _check_bench_settings(methods: Sequence[str], settings: dict[str, Any]) -> N
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_markdown, run_bench
+    from .bench import BenchSource, format_markdown, run_bench
     from .unlearn import method_names
 
     if args.list_methods:
@@ -875,10 +875,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         return collect_all(model, aligned, split, device=args.device, cache=True, source_digest=digest)
 
+    source = None
+    if name is not None:
+        source = BenchSource(bundle=name)
+    elif args.folder:
+        source = BenchSource(folder=str(Path(args.folder).resolve()))
+    elif args.workers > 1 or args.ray:
+        raise DLFDError("--workers and --ray need a bundled dataset or --folder (a --hub dataset runs here only)")
     t0 = time.perf_counter()
     records = run_bench(
         aligned,
         split,
+        workers=args.workers,
+        ray_address=args.ray,
+        source=source,
+        cache_dir=args.cache,
         methods=methods,
         seeds=args.seeds,
         settings=settings,
@@ -1013,6 +1024,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=_int_arg(1, 10**6), default=20, help="photos forgotten in the instance setting")
     p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="settings for every method that has them")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
+    p.add_argument(
+        "--workers",
+        type=_int_arg(1, 1024),
+        default=1,
+        help="run the cells (one per backbone and seed) in a local pool of N processes (default 1: here, in order)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the cells as Ray tasks: 'local' starts Ray here with --workers CPUs, else a cluster's address "
+        "(needs the ray extra: pip install 'dlfd-core[ray]')",
+    )
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep each finished cell's records in DIR and reuse them (an interrupted run resumes; a cell is keyed "
+        "by its settings, the photos and the code)",
+    )
     p.add_argument("--json", metavar="PATH", help=f"every run's metrics and settings {out_help}")
     p.add_argument("--markdown", metavar="PATH", help=f"the summary tables {out_help}")
     p.add_argument(

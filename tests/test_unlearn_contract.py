@@ -83,9 +83,27 @@ def test_registry_errors() -> None:
 def test_every_method_documents_its_settings() -> None:
     for name in method_names():
         cls = method_class(name)
-        assert cls.title and cls.paper and (cls.__doc__ or "").strip(), name
+        doc = (cls.__dict__.get("__doc__") or "").strip()
+        assert cls.title and cls.paper and doc and not doc.startswith(f"{cls.__name__}("), name
         for info in cls.fields_info():
             assert info["help"], f"{name}.{info['name']} has no help text"
+
+
+def test_a_method_without_a_docstring_is_refused_at_registration() -> None:
+    """A dataclass without a docstring gets its signature as ``__doc__``; the app would show it as the help."""
+    from dataclasses import dataclass
+
+    from dlfd_core.unlearn import register_method
+    from dlfd_core.unlearn.finetune import FineTune
+
+    @dataclass(frozen=True, kw_only=True)
+    class Undocumented(FineTune):
+        name = "undocumented_test_method"
+
+    assert Undocumented.__doc__.startswith("Undocumented(")
+    with pytest.raises(TypeError, match="needs a docstring"):
+        register_method(Undocumented)
+    assert "undocumented_test_method" not in method_names()
 
 
 def test_mode_restrictions_are_enforced(model: torch.nn.Module) -> None:

@@ -449,9 +449,17 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available by its ``name``."""
+    """Class decorator: make a method available by its ``name``.
+
+    Raises:
+        TypeError: the class has no ``name``, or no docstring of its own (a dataclass without one gets its signature
+            as ``__doc__``, which the app would show users as the method's help).
+    """
     if not getattr(cls, "name", ""):
         raise TypeError(f"{cls.__name__} needs a class attribute 'name'")
+    doc = (cls.__dict__.get("__doc__") or "").strip()
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        raise TypeError(f"{cls.__name__} needs a docstring: its first line names the method and its paper")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"an unlearning method named {cls.name!r} is already registered")
     _REGISTRY[cls.name] = cls

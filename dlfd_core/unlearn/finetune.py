@@ -17,6 +17,12 @@ from .base import Method, RunContext, UnlearnData, register_method, setting
 @register_method
 @dataclass(frozen=True, kw_only=True)
 class FineTune(Method):
+    """Fine-tuning on the retain set alone (Warnecke et al. 2023; Golatkar et al. 2020).
+
+    A few epochs of SGD on the photos that are kept: the forgotten photos fade only as far as catastrophic forgetting
+    carries them.
+    """
+
     prefix_safe = True
     name = "finetune"
     title = "Fine-tune"
