@@ -349,7 +349,7 @@ def test_a_run_that_differs_from_the_gold_model_is_not_called_forgotten(app_page
     expect(page.locator("#verdict")).to_contain_text(f"{name} is not forgotten")
     expect(page.locator("#verdict")).to_contain_text("recognises more of the")
     assert _verdict_matches_its_card(page) == "detectable"
-    expect(page.locator("#cards .dlfd-card[data-metric=judgement]")).to_contain_text("forget accuracy: 100% → 0%")
+    expect(page.locator("#cards .dlfd-card[data-metric=judgement]")).to_contain_text("forget accuracy: 100% → ")
 
 
 def test_method_form_follows_the_method_and_refuses_bad_values(app_page: Page) -> None:
