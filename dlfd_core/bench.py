@@ -649,7 +649,9 @@ def format_markdown(
                     mean, std, count = values[name]
                     digits = 1 if name.endswith("seconds") else 3
                     # one seed has no spread: its value alone, not a misleading "± 0"
-                    cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if count > 1 else f"{mean:.{digits}f}")
+                    fmt = f".{digits}f"
+                    shown = _number(mean, fmt)
+                    cells.append(f"{shown} ± {_number(std, fmt)}" if count > 1 else shown)
                 else:
                     cells.append("–")
             runs = max((values[name][2] for name in values), default=0)
@@ -706,6 +708,12 @@ def paired_t_test(differences: np.ndarray) -> float:
     return float(ttest_1samp(d, 0.0).pvalue)
 
 
+def _number(value: float, fmt: str) -> str:
+    """``value`` formatted, without a "-0.000" for a value that rounds to zero from below."""
+    text = f"{value:{fmt}}"
+    return f"{0.0:{fmt}}" if text.lstrip("-+").strip("0.") == "" and text.startswith("-") else text
+
+
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The ``level`` confidence interval of the mean of ``values`` over seeds (Student's t, ``n − 1`` degrees of
     freedom); NaNs with fewer than 2 values, the mean twice when they do not vary."""
@@ -751,7 +759,8 @@ def _headline(records: Sequence[Mapping[str, Any]], backbone: str, setting_name:
                 cells.append("–")
                 continue
             low, high = t_interval(v)
-            cells.append(f"{v.mean():{fmt}}" + ("" if math.isnan(low) else f" [{low:{fmt}}, {high:{fmt}}]"))
+            shown = _number(float(v.mean()), fmt)
+            cells.append(shown + ("" if math.isnan(low) else f" [{_number(low, fmt)}, {_number(high, fmt)}]"))
         seen = verdicts.get(model, [])
         counts = ", ".join(f"{name} {seen.count(name)}" for name in dict.fromkeys(sorted(seen)))
         cells.append(f"{counts} of {len(seen)}" if seen else "–")
