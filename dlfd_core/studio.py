@@ -1347,9 +1347,7 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
     several = len(identities) > 1
     photos_text = f"{photos} forgotten training {'photo' if photos == 1 else 'photos'}"
     gold_acc = f" (the gold model: {_pct(gold.get('forget_train_acc', math.nan))})" if gold is not None else ""
-    too_few = judgement is not None and not judgement.comparisons
-    if judgement is None and photos < MIN_ATTACK_PHOTOS:
-        too_few = True
+    too_few = photos < MIN_ATTACK_PHOTOS or (judgement is not None and not judgement.comparisons)
     if too_few and photos >= MIN_ATTACK_PHOTOS and judgement is not None:  # too few non-members, a rare split
         text = f"**{who}: inconclusive, not enough photos to judge.** {judgement.reason.capitalize()}"
     elif too_few:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.splits import Split
+from .attacks import _pair_auc as _auc
 from .attacks import logit_confidence
-from .metrics import rank_auc
 from .outputs import SplitOutputs, concat_outputs
 
 __all__ = [
@@ -115,12 +115,6 @@ def paired_bootstrap_interval(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     return float(low), float(high)
-
-
-def _auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
-    scores = np.r_[members, nonmembers]
-    positive = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
-    return rank_auc(scores, positive)
 
 
 def judge_against_gold(
