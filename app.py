@@ -64,13 +64,14 @@ import numpy as np  # noqa: E402
 
 from dlfd_core.checks import MAX_SEED, check_seed, read_flag, read_number, read_whole, shown  # noqa: E402
 from dlfd_core.errors import CancelledError, DLFDError, TooFewFacesError  # noqa: E402
+from dlfd_core.evaluate.report import METRICS  # noqa: E402
 from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
 from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
 
 log = logging.getLogger("dlfd_studio")
 
 SESSIONS_ROOT = Path(os.environ.get("DLFD_SESSIONS_DIR", Path(tempfile.gettempdir()) / "dlfd-studio-sessions"))
-RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *(m for m, _, _ in studio.CARD_METRICS)]
+RUN_COLUMNS = ["run", "forgot", "method", "settings", "seed", "device", *studio.CARD_METRICS]
 RUN_COLUMNS += ["unlearn_seconds", "total_seconds"]
 #: The runs table's column titles, in words (the report files keep the keys).
 RUN_HEADERS = {
@@ -80,7 +81,7 @@ RUN_HEADERS = {
     "settings": "Settings changed",
     "seed": "Seed",
     "device": "Device",
-    **{name: label for name, label, _ in studio.CARD_METRICS},
+    **{name: METRICS[name].title for name in studio.CARD_METRICS},
     "unlearn_seconds": "Unlearning (s)",
     "total_seconds": "Whole run (s)",
 }
@@ -523,7 +524,6 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
                 session,
                 name,
                 photos,
-                device=HOST_DEVICE or studio.default_device(),
                 progress=_progress(progress),
                 should_stop=session.cancel.is_set,
             )

@@ -23,11 +23,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import CancelledError, DLFDError
+
+if TYPE_CHECKING:
+    from .evaluate.cache import OutputSource
 from .progress import ProgressFn, no_progress, scaled
 
 log = logging.getLogger(__name__)
@@ -334,7 +337,7 @@ def _cell_in_worker(cell: Cell, source: BenchSource, threads: int) -> list[dict[
     split = split_from_dict(cell.split)
 
     def outputs_for(model: Any) -> Any:
-        from .studio import collect_all  # the prefix-output cache lives with the app's session logic
+        from .evaluate.cache import collect_all
 
         return collect_all(model, aligned, split, device=cell.device, cache=True, source_digest=digest)
 
@@ -416,7 +419,7 @@ def run_cell(
     original model of a backbone by ``outputs_for``).
     """
     from .data import with_forget_identities, with_forget_instances
-    from .evaluate.evaluate import collect_parts, split_parts
+    from .evaluate.cache import ForwardOutputs
     from .train import config_from_dict, train_on_split
 
     backbone, seed, device = cell.backbone, cell.seed, cell.device
@@ -453,17 +456,6 @@ def run_cell(
         else:
             split = with_forget_instances(base_split, cell.instances, seed=seed)
             what = len(split.forget_keys)
-        if cache is not None:
-
-            def collect(model: Any, split: Any = split, cache: Any = cache) -> Any:
-                return cache.collect(model, aligned, split, device=device)
-
-        else:
-            parts = split_parts(aligned, split)
-
-            def collect(model: Any, parts: Any = parts) -> Any:
-                return collect_parts(model, parts, device=device)
-
         gold_model = train(split, "gold")
         common = {"backbone": backbone, "setting": setting_name, "seed": seed, "forget": what}
         records.extend(
@@ -473,9 +465,8 @@ def run_cell(
                 split,
                 original,
                 gold_model,
-                collect,
+                cache if cache is not None else ForwardOutputs(),
                 common,
-                prefix=_fast_paths(cache, aligned, device)["prefix"],
                 progress=scaled(progress, set_index / len(cell.settings), (set_index + 1) / len(cell.settings)),
                 should_stop=should_stop,
             )
@@ -489,10 +480,9 @@ def _setting_records(
     split: Any,
     original: Any,
     gold_model: Any,
-    collect: Callable[[Any], Any],
+    source: OutputSource,
     common: Mapping[str, Any],
     *,
-    prefix: Any,
     progress: ProgressFn,
     should_stop: Callable[[], bool] | None,
 ) -> list[dict[str, Any]]:
@@ -503,8 +493,8 @@ def _setting_records(
 
     seed, setting_name = cell.seed, common["setting"]
     records: list[dict[str, Any]] = []
-    before = collect(original)
-    gold = collect(gold_model)
+    before = source.collect(original, aligned, split, device=cell.device)
+    gold = source.collect(gold_model, aligned, split, device=cell.device)
     for label, outs in (("original", before), ("gold", gold)):
         report = report_from_outputs(outs, split, gold=gold, seed=seed)
         metrics = dict(report.metrics)
@@ -528,8 +518,7 @@ def _setting_records(
                 gold_model=gold_model,
                 before=before,
                 gold_outputs=gold,
-                collect=collect,
-                prefix=prefix,
+                outputs=source,
                 report_reference=False,
                 should_stop=should_stop,
             )

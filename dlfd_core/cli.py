@@ -143,32 +143,15 @@ def _progress_printer(label: str) -> Callable[[float, str], None]:
 
 # ------------------------------------------------------------------------------------------- checks before work
 def check_device(text: str) -> str:
-    """``text`` if it names a device that exists here: ``cpu``, ``cuda`` / ``cuda:N`` with CUDA, ``mps`` on a Mac.
+    """``text`` if it names a device that exists here (:func:`~dlfd_core.env.resolve_device`'s rule), or ``auto``.
 
     Raises:
         DLFDError: an unknown device name, or one this machine does not have.
     """
-    import torch
+    from .env import resolve_device
 
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise DLFDError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return text
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise DLFDError(f"--device {text} asks for CUDA, but CUDA is not available here ({why}); use --device cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise DLFDError(f"--device {text}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-        return text
-    if device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise DLFDError(f"--device {text}: Apple MPS is not available here; use --device cpu")
-        return text
-    raise DLFDError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N")
+    resolve_device(text, what="--device")
+    return text
 
 
 def check_output(path: str, flag: str) -> Path:
@@ -871,7 +854,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             recipes[shipped.backbone_name] = recipe_of(shipped)
 
     def outputs_for(model: Any) -> Any:
-        from .studio import collect_all
+        from .evaluate.cache import collect_all
 
         return collect_all(model, aligned, split, device=args.device, cache=True, source_digest=digest)
 

@@ -7,18 +7,18 @@ ordering the calls and timing them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from .evaluate.evaluate import collect_parts, report_from_outputs, split_parts
+from .evaluate.cache import ForwardOutputs, OutputSource
+from .evaluate.evaluate import report_from_outputs
 from .evaluate.outputs import SplitOutputs
 from .evaluate.report import Report
 from .progress import ProgressFn, no_progress, scaled
-from .train import Embedder
 from .unlearn import Method, UnlearnData, UnlearnResult
 
 __all__ = ["ForgetOutcome", "forget"]
@@ -59,9 +59,7 @@ def forget(
     train_gold: bool = False,
     before: Mapping[str, SplitOutputs] | None = None,
     gold_outputs: Mapping[str, SplitOutputs] | None = None,
-    collect: Callable[[nn.Module], Mapping[str, SplitOutputs]] | None = None,
-    embed: Embedder | None = None,
-    prefix: Embedder | None = None,
+    outputs: OutputSource | None = None,
     report_reference: bool = True,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
@@ -76,44 +74,43 @@ def forget(
         gold_model: an already-trained gold model; or ``train_gold=True`` to train it with the original recipe.
         before: the original model's outputs on this split, when the caller already has them.
         gold_outputs: ``gold_model``'s outputs on this split, when the caller already has them.
-        collect: how to get a model's per-part outputs on this split (default: a forward pass over every part; the
-            app passes a faster one that reuses the frozen layers' outputs).
-        embed: a faster way to get the untrained gold model's embeddings of its training photos (see
-            :func:`~dlfd_core.train.train_on_split`).
-        prefix: the frozen backbone prefix's cached outputs of photos, by key: for the gold model's training and the
-            unlearning run (see :attr:`~dlfd_core.unlearn.Method.prefix_safe`).
+        outputs: where models' outputs on this split come from (:class:`~dlfd_core.evaluate.cache.OutputSource`);
+            by default a forward pass over every part. The app and the benchmark pass their
+            :class:`~dlfd_core.evaluate.cache.KeyedOutputs`, which also give the frozen prefix's cached outputs to the
+            unlearning run (:attr:`~dlfd_core.unlearn.Method.prefix_safe`) and to the gold model's training.
         report_reference: also compute the original's and the gold model's reports (a benchmark that already has
             them passes False; then ``reports`` holds ``after`` only).
         progress, should_stop: progress callback and cancellation poll.
     """
     from .train import recipe_of, train_on_split
 
-    if collect is None:
-        parts = split_parts(aligned, split)
+    source = outputs if outputs is not None else ForwardOutputs()
 
-        def collect(m: nn.Module) -> Mapping[str, SplitOutputs]:
-            return collect_parts(m, parts, device=device)
+    def collect(m: nn.Module) -> Mapping[str, SplitOutputs]:
+        return source.collect(m, aligned, split, device=device)
+
+    def prefix(m: nn.Module, keys: Sequence[str]) -> torch.Tensor | None:
+        return source.prefix_outputs(m, keys, aligned)
 
     timings: dict[str, float] = {}
-    outputs: dict[str, dict[str, SplitOutputs]] = {}
+    per_model: dict[str, dict[str, SplitOutputs]] = {}
     if before is None:
         progress(0.0, "evaluating the original model")
         t0 = time.perf_counter()
         before = collect(model)
         timings["eval_before_seconds"] = time.perf_counter() - t0
-    outputs["before"] = dict(before)
+    per_model["before"] = dict(before)
     has_gold = gold_model is not None or gold_outputs is not None or train_gold
     run_end = 0.6 if train_gold else 0.9
     progress(0.05, f"unlearning with {method.title or method.name}")
-    cached_prefix = (lambda keys: prefix(model, keys)) if prefix is not None else None
-    data = UnlearnData.from_split(aligned, split, input_size=model.input_size, prefix=cached_prefix)
+    data = UnlearnData.from_split(aligned, split, input_size=model.input_size, prefix=lambda keys: prefix(model, keys))
     result = method.run(
         model, data, device=device, seed=seed, progress=scaled(progress, 0.05, run_end), should_stop=should_stop
     )
     timings["unlearn_seconds"] = result.seconds
     progress(run_end, "evaluating the unlearned model")
     t0 = time.perf_counter()
-    outputs["after"] = dict(collect(result.model))
+    per_model["after"] = dict(collect(result.model))
     timings["eval_after_seconds"] = time.perf_counter() - t0
     if train_gold:
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -128,17 +125,17 @@ def forget(
                 device=device,
                 progress=scaled(progress, run_end, 0.95),
                 should_stop=should_stop,
-                embed=embed,
+                embed=source.embeddings,
                 prefix=prefix,
             )
         gold_model = trained.model
         timings["gold_train_seconds"] = trained.seconds
     if gold_outputs is not None:
-        outputs["gold"] = dict(gold_outputs)
+        per_model["gold"] = dict(gold_outputs)
     elif gold_model is not None:
         progress(0.95, "evaluating the gold model")
-        outputs["gold"] = dict(collect(gold_model))
-    gold = outputs.get("gold")
+        per_model["gold"] = dict(collect(gold_model))
+    gold = per_model.get("gold")
     wanted = {"after": method.name}
     if report_reference:
         wanted = {"before": "original", **wanted}
@@ -147,9 +144,9 @@ def forget(
     progress(0.97, "measuring: accuracy, membership attacks, embeddings")
     t0 = time.perf_counter()
     reports = {
-        name: report_from_outputs(outputs[name], split, gold=gold, seed=seed, meta={"model": label})
+        name: report_from_outputs(per_model[name], split, gold=gold, seed=seed, meta={"model": label})
         for name, label in wanted.items()
     }
     timings["report_seconds"] = time.perf_counter() - t0
     progress(1.0, "done")
-    return ForgetOutcome(reports=reports, outputs=outputs, result=result, timings=timings, gold_model=gold_model)
+    return ForgetOutcome(reports=reports, outputs=per_model, result=result, timings=timings, gold_model=gold_model)

@@ -29,6 +29,7 @@ from torch import nn
 from .augment import AugmentConfig, augment_batch
 from .data.transforms import crops_to_tensor
 from .errors import CancelledError, DLFDError
+from .models.stages import run_prefix, run_suffix
 from .progress import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -299,35 +300,6 @@ def uses_frozen_prefix(model: nn.Module, config: TrainConfig) -> bool:
         and config.augment is None
         and all(callable(getattr(backbone, name, None)) for name in ("prefix", "suffix", "last_stage_parameters"))
     )
-
-
-@torch.no_grad()
-def _in_batches(
-    model: nn.Module,
-    part: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    device: str | torch.device,
-    batch: int,
-) -> torch.Tensor:
-    """``part`` of ``model`` over ``x`` in batches on ``device``, in eval mode (the mode is restored after)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([part(x[i : i + batch].to(device)) for i in range(0, len(x), batch)])
-    finally:
-        model.train(was_training)
-
-
-def run_prefix(model: nn.Module, inputs: torch.Tensor, device: str | torch.device, batch: int = 64) -> torch.Tensor:
-    """The backbone prefix's outputs for model inputs, computed on ``device`` in eval mode, returned there."""
-    return _in_batches(model, model.backbone.prefix, inputs, device, batch)
-
-
-def run_suffix(
-    model: nn.Module, activations: torch.Tensor, device: str | torch.device, batch: int = 256
-) -> torch.Tensor:
-    """The backbone's embeddings from its prefix's outputs (eval mode)."""
-    return _in_batches(model, model.backbone.suffix, activations, device, batch)
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:

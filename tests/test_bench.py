@@ -12,8 +12,8 @@ from dlfd_core.bench import _settings_for, format_markdown, run_bench, summarise
 from dlfd_core.cli import main, parse_settings
 from dlfd_core.data import load_split
 from dlfd_core.errors import DLFDError
+from dlfd_core.evaluate.cache import collect_all
 from dlfd_core.paths import ASSETS_DIR
-from dlfd_core.studio import collect_all
 from dlfd_core.train import TrainConfig
 
 

@@ -71,7 +71,7 @@ def test_a_ray_instance_gives_the_pools_table(orl_aligned, orl_split, pooled) ->
 
 
 def test_the_pool_gives_the_records_of_a_run_here(orl_aligned, orl_split, pooled) -> None:
-    from dlfd_core.studio import collect_all
+    from dlfd_core.evaluate.cache import collect_all
 
     here = run_bench(
         orl_aligned,
@@ -83,7 +83,7 @@ def test_the_pool_gives_the_records_of_a_run_here(orl_aligned, orl_split, pooled
 
 
 def test_a_cell_cache_resumes_an_interrupted_run(orl_aligned, orl_split, tmp_path, monkeypatch) -> None:
-    from dlfd_core.studio import collect_all
+    from dlfd_core.evaluate.cache import collect_all
 
     grid = {**GRID, "outputs_for": lambda model: collect_all(model, orl_aligned, orl_split, device="cpu", cache=True)}
     calls: list[int] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlfd_core import studio
 from dlfd_core.faces.faceset import (
     NEAR_COPY_DISTANCE,
     OTHER_PERSON_DISTANCE,
@@ -13,6 +12,7 @@ from dlfd_core.faces.faceset import (
     check_face_set,
     content_digest,
 )
+from dlfd_core.studio import enrolment
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_content_digest_tells_arrays_and_bytes_apart():
     ],
 )
 def test_split_keeps_each_group_of_near_copies_on_one_side(groups, train, holdout, test):
-    got = studio._split_groups(groups)
+    got = enrolment._split_groups(groups)
     assert got == (train, holdout, test)
     for group in groups:
         assert sum(any(i in side for i in group) for side in got) == 1
@@ -123,9 +123,9 @@ def test_on_real_faces_a_second_person_is_flagged_and_one_persons_photos_are_not
 
     own = faces("s35", 7)
     mixed = [*own[:4], *faces("s2", 3), *own[4:]]
-    check = studio._check_faces([None] * len(mixed), list(enumerate(mixed)), [f.crop for f in mixed])
+    check = enrolment._check_faces([None] * len(mixed), list(enumerate(mixed)), [f.crop for f in mixed])
     assert [index for index, _ in check.other_person] == [4, 5, 6]
-    alone = studio._check_faces([None] * 7, list(enumerate(own)), [f.crop for f in own])
+    alone = enrolment._check_faces([None] * 7, list(enumerate(own)), [f.crop for f in own])
     assert alone.other_person == () and alone.repeats == ()
 
 
@@ -141,5 +141,5 @@ def test_in_a_photo_with_several_faces_the_one_like_the_rest_of_the_set_is_taken
         others=(orl_aligned.crops[rows["s2"][1]], orl_aligned.crops[rows["s35"][7]]),
     )
     found = list(enumerate([*own, group]))
-    assert studio._choose_faces(found) == [0, 0, 0, 0, 0, 2]
-    assert studio._choose_faces(list(enumerate([own[0], group]))) == [0, 0]  # one reference photo: no choice made
+    assert enrolment._choose_faces(found) == [0, 0, 0, 0, 0, 2]
+    assert enrolment._choose_faces(list(enumerate([own[0], group]))) == [0, 0]  # one reference photo: no choice made

@@ -35,6 +35,8 @@ class MetricSpec:
             (decided per report). Always ``None`` for ``"higher"`` / ``"lower"``.
         description: one plain-language sentence.
         label: a short name for people (cards, tables, charts); the key when empty.
+        reading: how to read it, in a few plain words for a result card ("higher is better"); empty when the metric
+            is not shown on one.
     """
 
     name: str
@@ -42,6 +44,7 @@ class MetricSpec:
     target: float | None
     description: str
     label: str = ""
+    reading: str = ""
 
     @property
     def title(self) -> str:
@@ -124,7 +127,16 @@ _LABELS = {
     "forget_verification_auc": "Embedding leakage",
     "forget_acc_gap_to_gold": "Gap to gold (forgotten photos)",
 }
-_SPECS = tuple(replace(spec, label=_LABELS.get(spec.name, "")) for spec in _SPECS)
+#: How to read the metrics that the app's result cards show.
+_READINGS = {
+    "retain_test_acc": "held-out photos of the people kept; higher is better",
+    "forget_train_acc": "closer to the gold model is better",
+    "label_free_mia_acc": "how often it tells forgotten photos from strangers'; 50% = chance",
+    "forgetting_score_label_free": "the attack's distance from chance (0.5); 0 is best",
+    "nomus_label_free": "utility and forgetting in one number; higher is better",
+    "forget_verification_auc": "can the face still be matched by features; compare with gold",
+}
+_SPECS = tuple(replace(spec, label=_LABELS.get(spec.name, ""), reading=_READINGS.get(spec.name, "")) for spec in _SPECS)
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Every registered metric by name, in display order."""

@@ -133,7 +133,7 @@ class UnlearnData:
     ) -> UnlearnData:
         """This data with the frozen-prefix outputs under ``model`` of the sets ``parts`` (those already cached, of
         any set, are kept)."""
-        from ..train import run_prefix
+        from ..models.stages import run_prefix
 
         cached = dict(self.prefix or {})
         for part in parts:

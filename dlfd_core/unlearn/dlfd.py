@@ -69,7 +69,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from ..errors import DLFDError
-from ..train import run_prefix
+from ..models.stages import run_prefix
 from .base import Method, RunContext, SuffixView, UnlearnData, frozen_prefix, register_method, reset_classes, setting
 from .ot import COSTS, ot_distance
 

@@ -1,0 +1,220 @@
+"""A forgetting run: a :class:`ForgetJob` (plain data that may run in another process), its execution, and
+:func:`run_forget`, which judges it against the gold model, keeps it in the session and writes its downloads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import AlignedFaces, Split, with_forget_identities
+from ..env import environment, resolve_device
+from ..errors import CancelledError, DataError
+from ..evaluate.cache import KeyedOutputs
+from ..evaluate.evaluate import part_keys
+from ..evaluate.outputs import SplitOutputs
+from ..evaluate.verdict import Judgement, judge_against_gold
+from ..experiment import ForgetOutcome, forget
+from ..progress import ProgressFn, no_progress
+from .downloads import write_downloads
+from .presentation import verdict
+from .records import Prediction, RunRecord, top_predictions
+from .session import Session, one_job_at_a_time
+
+#: Runs of a session whose unlearned model and raw outputs stay in memory (older runs keep reports and files only).
+KEEP_FULL_RUNS = 1
+
+
+def judge(outcome: ForgetOutcome, split: Split, seed: int = 0) -> Judgement | None:
+    """The run against its gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`); ``None`` without one."""
+    if "gold" not in outcome.outputs or "after" not in outcome.outputs:
+        return None
+    return judge_against_gold(outcome.outputs["after"], outcome.outputs["gold"], split, seed=seed)
+
+
+def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_side: int = 6) -> list[Prediction]:
+    before, after, gold = outcome.outputs["before"], outcome.outputs["after"], outcome.outputs.get("gold")
+    keys = part_keys(session.aligned, split)
+    chosen: list[tuple[str, str, int]] = []  # (part, role, row)
+    forget_rows = [("forget_train", "forgotten", i) for i in range(len(keys.get("forget_train", ())))]
+    forget_rows += [("forget_test", "forgotten, held out", i) for i in range(len(keys.get("forget_test", ())))]
+    chosen += forget_rows[:per_side]
+    retain = keys.get("retain_test", ())
+    rng = np.random.default_rng(0)
+    for i in sorted(rng.choice(len(retain), size=min(per_side, len(retain)), replace=False).tolist()):
+        chosen.append(("retain_test", "kept", i))
+    names = split.known
+    out = []
+    for part, role, row in chosen:
+        key = keys[part][row]
+        top = {
+            name: top_predictions(outputs[part].logits[row : row + 1], names)[0]
+            for name, outputs in (
+                ("before", before),
+                ("after", after),
+                *((("gold", gold),) if gold is not None else ()),
+            )
+        }
+        out.append(
+            Prediction(
+                crop=session.aligned.crops[session.aligned.index_of(key)],
+                identity=before[part].identities[row],
+                role=role,
+                before=top["before"],
+                after=top["after"],
+                gold=top.get("gold"),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ForgetJob:
+    """One run's inputs, independent of the session and the process: plain data, models and a configured method.
+
+    It pickles, so a runner may execute it in another process (a ZeroGPU Space's ``spaces.GPU`` worker does: the
+    GPU exists only there, and arguments and results cross by pickling). :func:`execute_job` runs it.
+
+    Attributes:
+        aligned, split: the faces and the split with its forget request.
+        model: the model to unlearn from (not modified).
+        outputs: ``model``'s outputs on every photo (with the frozen-prefix cache).
+        method: the configured method.
+        seed: the run's seed.
+        device: where to run; ``None``: the best device where the job runs.
+        gold_outputs: an already-trained gold model's outputs on this split (all a run needs of it), or ``None``.
+        train_gold: train the gold model (when ``gold_outputs`` is ``None``).
+    """
+
+    aligned: AlignedFaces
+    split: Split
+    model: nn.Module
+    outputs: KeyedOutputs
+    method: Any
+    seed: int = 0
+    device: str | None = None
+    gold_outputs: dict[str, SplitOutputs] | None = None
+    train_gold: bool = False
+
+
+def execute_job(
+    job: ForgetJob, progress: ProgressFn = no_progress, should_stop: Callable[[], bool] | None = None
+) -> ForgetOutcome:
+    """Run a :class:`ForgetJob`: unlearn, evaluate before / after / gold. Models come back on the CPU, and
+    ``outcome.environment`` says where the job ran (on ZeroGPU, the GPU worker, not the server process)."""
+    device = resolve_device(job.device)
+    aligned, split, outputs = job.aligned, job.split, job.outputs
+    outcome = forget(  # the model (shared, on the CPU) is not moved: the method unlearns a copy on the device
+        aligned,
+        split,
+        job.model,
+        job.method,
+        seed=job.seed,
+        device=device,
+        gold_outputs=job.gold_outputs,
+        train_gold=job.train_gold and job.gold_outputs is None,
+        before=outputs.parts(aligned, split),
+        outputs=outputs,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    # models rest on the CPU between calls (on ZeroGPU the device exists only during a call)
+    outcome.result.model.cpu()
+    if outcome.gold_model is not None:
+        outcome.gold_model.cpu()
+    outcome.environment = environment()
+    return outcome
+
+
+JobRunner = Callable[[ForgetJob], ForgetOutcome]
+"""Runs a :class:`ForgetJob` somewhere else (e.g. ``spaces.GPU(execute_job)``); no progress or cancellation."""
+
+
+@one_job_at_a_time("a run")
+def run_forget(
+    session: Session,
+    identities: Sequence[str],
+    method: Any,
+    *,
+    seed: int = 0,
+    with_gold: bool = True,
+    device: str | torch.device | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+    runner: JobRunner | None = None,
+) -> RunRecord:
+    """Forget ``identities`` from the session's model with a configured method; evaluate; write the downloads.
+
+    The gold model (the original recipe retrained without them, same seed) is cached per session for the same
+    people and seed, so comparing methods does not retrain it each time.
+
+    ``runner``: execute the job through it (e.g. in a ZeroGPU worker process) instead of here; it gets no progress
+    callback and cannot be cancelled midway.
+
+    Raises:
+        DataError: no identity chosen, or all of them (nothing would be left to keep).
+        BusyError: another job of the session is booked or running.
+        CancelledError: ``should_stop`` returned True; the session is unchanged.
+    """
+    start = time.perf_counter()
+    session.check_open()
+    identities = tuple(dict.fromkeys(identities or ()))
+    if not identities:
+        raise DataError("Choose at least one person to forget.")
+    if len(identities) >= len(session.split.known):
+        raise DataError("Forgetting everyone leaves nothing to keep: leave at least one person.")
+    split = with_forget_identities(session.split, identities)
+    key = (identities, seed, session.model.backbone_name)
+    # bundled people's gold models are shared between sessions; after an enrolment the model (and so the gold model)
+    # has seen the upload, so it stays in the session
+    cache = session.workspace.gold_cache if session.uses_bundled_model else session.gold_cache
+    cached = cache.get(key) if with_gold else None
+    session.workspace.wait_ready(progress)
+    job = ForgetJob(
+        aligned=session.aligned,
+        split=split,
+        model=session.model,
+        outputs=session.outputs,
+        method=method,
+        seed=seed,
+        device=str(device) if device is not None else None,
+        gold_outputs=cached[1] if cached is not None else None,
+        train_gold=with_gold,
+    )
+    if runner is None:
+        outcome = execute_job(job, progress=progress, should_stop=should_stop)
+    else:  # in another process: no progress or Cancel inside, so check Cancel once before it starts
+        if should_stop is not None and should_stop():
+            raise CancelledError("the run was cancelled before it started")
+        progress(0.0, "running")
+        outcome = runner(job)
+    session.check_open()  # closed while running: keep nothing
+    if cached is not None:
+        outcome.gold_model = cached[0]
+    elif with_gold and outcome.gold_model is not None:
+        cache.put(key, outcome.gold_model, outcome.outputs["gold"])
+    if runner is not None and should_stop is not None and should_stop():  # Cancel pressed while it ran elsewhere
+        raise CancelledError("the run was cancelled")
+    number = len(session.runs) + 1
+    judgement = judge(outcome, split, seed=seed)
+    record = RunRecord(
+        number=number,
+        identities=identities,
+        outcome=outcome,
+        verdict=verdict(outcome, identities, judgement),
+        judgement=judgement,
+        predictions=_predictions(outcome, session, split),
+        files={},
+        seconds=time.perf_counter() - start,
+    )
+    record.files = write_downloads(record, session, split)
+    session.runs.append(record)
+    for older in session.runs[:-KEEP_FULL_RUNS]:  # memory stays bounded however many runs a session makes
+        if not older.compacted:
+            older.compact()
+    return record
