@@ -642,7 +642,10 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
             cards: studio.cards_html(record),
             predictions: studio.predictions_html(record.predictions),
             plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
-            plot_attack: attack_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+            # the app forgets whole people: their non-members are the unseen people
+            plot_attack: attack_figure(
+                outputs["before"], outputs["after"], forget_mode="identity", gold=outputs.get("gold")
+            ),
             runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
             plot_runs: runs_figure(rows),
             downloads: [str(path) for path in record.files.values()],

@@ -41,7 +41,6 @@ __all__ = [
     "Cell",
     "run_cell",
     "SUMMARY_METRICS",
-    "forget_feature_moved",
     "format_markdown",
     "paired_differences",
     "paired_t_test",
@@ -488,6 +487,7 @@ def _setting_records(
 ) -> list[dict[str, Any]]:
     """The original's, the gold model's and every applicable method's record in one forgetting setting."""
     from .evaluate.evaluate import report_from_outputs
+    from .evaluate.shift import forget_feature_moved
     from .experiment import forget
     from .unlearn import create_method, method_class
 
@@ -573,17 +573,6 @@ def _fast_paths(cache: Any, aligned: Any, device: str) -> dict[str, Any]:
         "embed": cache.embeddings,
         "prefix": lambda model, keys: cache.prefix_outputs(model, keys, aligned),
     }
-
-
-def forget_feature_moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> float:
-    """How far the forgotten photos' embeddings moved from the original model's: the mean over ``forget_train`` of
-    ``1 - cos(f_original, f_model)`` (0: not moved; NaN without forget photos or with embeddings of another size)."""
-    a, b = before.get("forget_train"), after.get("forget_train")
-    if a is None or b is None or not len(a) or a.features.shape != b.features.shape:
-        return math.nan
-    x = a.features / np.linalg.norm(a.features, axis=1, keepdims=True).clip(1e-12)
-    y = b.features / np.linalg.norm(b.features, axis=1, keepdims=True).clip(1e-12)
-    return float(np.mean(1.0 - np.sum(x * y, axis=1)))
 
 
 def summarise(

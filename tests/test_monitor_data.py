@@ -13,7 +13,7 @@ import torch
 import dlfd_core.unlearn.dlfd as dlfd_module
 from dlfd_core.data import load_split, with_forget_identities, with_forget_instances
 from dlfd_core.data.transforms import crops_to_tensor
-from dlfd_core.evaluate.evaluate import part_keys, split_parts
+from dlfd_core.evaluate.evaluate import split_parts
 from dlfd_core.paths import ASSETS_DIR
 from dlfd_core.unlearn import UnlearnData, create_method
 from tests.tiny import SIZE, tiny_model
@@ -29,7 +29,7 @@ def _requests(split):
 @pytest.mark.parametrize("mode", ["identity", "instance"])
 def test_validation_photos_are_never_evaluated(orl_aligned, mode: str) -> None:
     split = _requests(load_split(ASSETS_DIR / "splits" / "orl_seed0.json"))[mode]
-    evaluated = {key for keys in part_keys(orl_aligned, split).values() for key in keys}
+    evaluated = {key for keys in split.part_keys(orl_aligned).values() for key in keys}
     validation = split.validation_keys(orl_aligned)
     assert validation["nonmembers"] and validation["holdout"]
     for role, keys in validation.items():

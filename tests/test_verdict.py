@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlfd_core.evaluate.outputs import SplitOutputs
+from dlfd_core.evaluate.outputs import SplitOutputs, nonmember_outputs
 from dlfd_core.evaluate.verdict import (
     MIN_PHOTOS,
     judge_against_gold,
-    nonmember_outputs,
     paired_bootstrap_interval,
 )
 
@@ -106,9 +105,9 @@ def test_too_few_photos_is_inconclusive_and_says_how_many() -> None:
 def test_non_members_follow_the_forgetting_mode() -> None:
     unseen, test = _outputs(STRANGERS, label=-1, who="u"), _outputs(MEMBERS, who="a")
     parts = {"forget_train": _outputs(MEMBERS), "unseen": unseen, "retain_test": test}
-    assert nonmember_outputs(parts, _split("identity")) is unseen
-    assert nonmember_outputs(parts, _split("instance")) is test
-    assert nonmember_outputs({"forget_train": test}, _split("instance")) is None
+    assert nonmember_outputs(parts, "identity") is unseen
+    assert nonmember_outputs(parts, "instance") is test
+    assert nonmember_outputs({"forget_train": test}, "instance") is None
 
 
 def test_paired_bootstrap_of_a_constant_and_of_a_mean() -> None:

@@ -10,17 +10,21 @@ import plotly.graph_objects as go
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dlfd_core.errors import DLFDError
+from dlfd_core.errors import DataError, DLFDError
 from dlfd_core.evaluate import SplitOutputs
-from dlfd_core.viz import (
-    FigureInputError,
-    attack_auc,
-    attack_figure,
-    attack_scores,
-    embedding_figure,
-    feature_shift,
-    runs_figure,
-)
+from dlfd_core.evaluate.attacks import membership_auc, membership_scores
+from dlfd_core.evaluate.shift import feature_shift
+from dlfd_core.viz import FigureInputError, attack_figure, embedding_figure, runs_figure
+
+
+def attack_scores(parts):
+    """The figure's attack scores (the verdict's), for a whole person forgotten."""
+    return membership_scores(parts, "identity")
+
+
+def attack_auc(parts):
+    return membership_auc(parts, "identity")
+
 
 D = 8
 
@@ -122,15 +126,17 @@ def test_feature_shift_rejects_bad_inputs() -> None:
     rng = np.random.default_rng(2)
     parts = _random_parts(rng)
     no_retain = {k: v for k, v in parts.items() if k != "retain_train"}
-    with pytest.raises(ValueError, match="retain_train"):
+    with pytest.raises(DataError, match="retain_train"):
         feature_shift(no_retain, parts)
     fewer = dict(parts, forget_train=parts["forget_train"].subset([0, 1]))
-    with pytest.raises(ValueError, match="same photos"):
+    with pytest.raises(DataError, match="same photos"):
         feature_shift(parts, fewer)
-    with pytest.raises(ValueError, match="unknown part"):
+    with pytest.raises(DataError, match="unknown part"):
         feature_shift(dict(parts, forget=parts["forget_train"]), parts)
-    with pytest.raises(FigureInputError, match="empty"):
+    with pytest.raises(DataError, match="empty"):
         feature_shift({}, parts)
+    with pytest.raises(FigureInputError, match="empty"):  # a figure says the same as its own error type
+        embedding_figure({}, parts)
     assert issubclass(FigureInputError, DLFDError)
 
 
@@ -138,17 +144,20 @@ def test_feature_shift_rejects_bad_inputs() -> None:
 # attack
 
 
-def test_attack_scores_are_max_softmax_and_pick_nonmembers() -> None:
+def test_attack_scores_are_logit_scaled_top_confidence_and_pick_nonmembers_by_mode() -> None:
     rng = np.random.default_rng(3)
     parts = _random_parts(rng)
     scores = attack_scores(parts)
     logits = np.asarray(parts["forget_train"].logits, dtype=np.float64)
-    expected = np.exp(logits).max(axis=1) / np.exp(logits).sum(axis=1)
-    np.testing.assert_allclose(scores["forget"], expected, rtol=1e-6)
+    top = np.exp(logits).max(axis=1) / np.exp(logits).sum(axis=1)
+    np.testing.assert_allclose(scores["forget"], np.log(top / (1.0 - top)), rtol=1e-6)
     assert scores["nonmember"].size == len(parts["unseen"])
     assert scores["retain"].size == len(parts["retain_train"])
+    held_out = len(parts["retain_test"]) + len(parts["forget_test"])
     no_unseen = {k: v for k, v in parts.items() if k != "unseen"}
-    assert attack_scores(no_unseen)["nonmember"].size == len(parts["retain_test"]) + len(parts["forget_test"])
+    assert attack_scores(no_unseen)["nonmember"].size == held_out
+    # forgetting photos (instance mode), the non-members are the held-out photos even when unseen people exist
+    assert membership_scores(parts, "instance")["nonmember"].size == held_out
 
 
 def test_attack_auc_separated_chance_and_sklearn() -> None:
@@ -182,7 +191,7 @@ def test_attack_auc_is_nan_when_a_side_is_empty() -> None:
 def test_attack_figure_layout_and_auc_in_legend() -> None:
     rng = np.random.default_rng(6)
     before, after, gold = (_random_parts(rng) for _ in range(3))
-    fig = attack_figure(before, after, gold=gold)
+    fig = attack_figure(before, after, forget_mode="identity", gold=gold)
     assert fig.layout.template.layout.font is not None  # a template is set
     assert _axis_count(fig) == 6  # 2 rows x 3 models
     histograms = [t for t in fig.data if isinstance(t, go.Histogram)]
@@ -200,7 +209,7 @@ def test_attack_figure_layout_and_auc_in_legend() -> None:
 def test_attack_figure_without_forget_photos_draws_no_roc() -> None:
     rng = np.random.default_rng(7)
     parts = {k: v for k, v in _random_parts(rng).items() if k != "forget_train"}
-    fig = attack_figure(parts, parts)
+    fig = attack_figure(parts, parts, forget_mode="identity")
     assert _axis_count(fig) == 4
     assert not [t for t in fig.data if "AUC" in t.name and "Chance" not in t.name]
     assert any("not enough samples" in a.text for a in fig.layout.annotations)

@@ -50,6 +50,18 @@ def _keys_map(mapping: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]
     return {str(identity): tuple(str(k) for k in keys) for identity, keys in mapping.items()}
 
 
+#: The evaluation's parts of a split, by the role their photos play (see :meth:`Split.part_keys`).
+PARTS: tuple[str, ...] = ("retain_train", "retain_test", "forget_train", "forget_test", "unseen")
+
+
+def nonmember_parts(forget_mode: str) -> tuple[str, ...]:
+    """Which parts play the forgotten photos' never-trained counterpart in a membership attack: the unseen people
+    when whole people are forgotten (to the gold model a forgotten person is a stranger), else the held-out photos
+    of the known people (``retain_test`` and ``forget_test``: to the gold model a forgotten photo is an unseen photo
+    of someone it knows). The one rule the evaluation, the verdict and the figures use."""
+    return ("unseen",) if forget_mode == "identity" else ("retain_test", "forget_test")
+
+
 @dataclass(frozen=True)
 class Split:
     """Which images of a dataset play which role; see the module docstring.
@@ -187,13 +199,29 @@ class Split:
         nonmembers = tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in people)
         return {"holdout": holdout, "nonmembers": nonmembers}
 
+    def part_keys(self, aligned: AlignedFaces) -> dict[str, tuple[str, ...]]:
+        """The image keys of each non-empty evaluation part (:data:`PARTS`): the retained and forgotten people's
+        training and test photos, and ``unseen``, every aligned photo of an unseen person."""
+        unseen = set(self.unseen)
+        unseen_keys = tuple(k for k, who in zip(aligned.keys, aligned.identities, strict=True) if who in unseen)
+        keys = {
+            "retain_train": self.retain_train_keys,
+            "retain_test": self.retain_test_keys,
+            "forget_train": self.forget_train_keys,
+            "forget_test": self.forget_test_keys,
+            "unseen": unseen_keys,
+        }
+        return {name: part for name, part in keys.items() if part}
+
+    @property
+    def nonmember_parts(self) -> tuple[str, ...]:
+        """The parts whose photos the evaluation's attacks score as non-members (:func:`nonmember_parts`)."""
+        return nonmember_parts(self.forget_mode)
+
     def evaluation_nonmember_keys(self, aligned: AlignedFaces) -> tuple[str, ...]:
-        """The photos the evaluation's label-free attack scores as non-members: the unseen people's photos in
-        identity mode, the test photos otherwise (see :func:`dlfd_core.evaluate.compute_metrics`)."""
-        if self.forget_mode == "identity":
-            people = set(self.unseen)
-            return tuple(k for k, i in zip(aligned.keys, aligned.identities, strict=True) if i in people)
-        return self.test_keys
+        """The photos the evaluation's attacks score as non-members: those of :attr:`nonmember_parts`."""
+        parts = self.part_keys(aligned)
+        return tuple(key for name in self.nonmember_parts for key in parts.get(name, ()))
 
     def identity_of(self, key: str) -> str | None:
         """The known identity a train/test/holdout key belongs to (``None`` if it is not one of them)."""

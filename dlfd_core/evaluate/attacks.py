@@ -25,6 +25,8 @@ Every function here is pure NumPy on per-photo arrays; training the reference mo
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +36,12 @@ from sklearn.metrics import roc_curve
 
 from ..errors import DataError
 from .metrics import rank_auc
+from .outputs import SplitOutputs, check_parts, nonmember_outputs
 
 __all__ = [
     "AttackSummary",
+    "membership_auc",
+    "membership_scores",
     "attack_summary",
     "bootstrap_auc_interval",
     "label_probability",
@@ -251,3 +256,50 @@ def attack_summary(
 def one_sided_p_value(z: np.ndarray) -> np.ndarray:
     """The p-value of LiRA's one-sided test for a z-value from :func:`lira_offline`."""
     return norm.sf(np.asarray(z, dtype=np.float64))
+
+
+def membership_scores(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> dict[str, np.ndarray]:
+    """The label-free per-photo membership score of one model's photos: LiRA's logit-scaled confidence of the top
+    class (:func:`logit_confidence` without labels; a monotone function of the top softmax probability, so its AUC is
+    that of the confidence itself). Higher looks more like a training photo.
+
+    This is the one attack scale of the app's verdict (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`), its
+    attack figure and the benchmark's ``attack_auc``.
+
+    Args:
+        outputs: one model's outputs, part name -> SplitOutputs.
+        forget_mode: the split's forget mode, which decides the non-members
+            (:func:`~dlfd_core.evaluate.outputs.nonmember_outputs`).
+
+    Returns:
+        ``{"forget", "nonmember", "retain"}`` float64 arrays: the forgotten training photos (``forget_train``), the
+        non-members, and the retained training photos (``retain_train``); a side with no photos is empty.
+
+    Raises:
+        DataError: malformed outputs, or logits that are not ``[N, C ≥ 2]``.
+    """
+    outputs = check_parts(outputs, "model")
+
+    def scores(part: SplitOutputs | None) -> np.ndarray:
+        if part is None or not len(part.identities):
+            return np.zeros(0)
+        logits = np.asarray(part.logits, dtype=np.float64)
+        if not np.isfinite(logits).all():
+            raise DataError("logits contain NaN or infinite values; the model may have diverged")
+        return logit_confidence(logits)
+
+    return {
+        "forget": scores(outputs.get("forget_train")),
+        "nonmember": scores(nonmember_outputs(outputs, forget_mode)),
+        "retain": scores(outputs.get("retain_train")),
+    }
+
+
+def membership_auc(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> float:
+    """ROC AUC of :func:`membership_scores`, forgotten training photos against every non-member (ties count half):
+    0.5, the forgotten photos look like photos the model never trained on; 1.0, each is more confident than every
+    non-member; below 0.5, they look *less* familiar than strangers' (itself a sign). NaN when a side is empty."""
+    scores = membership_scores(outputs, forget_mode)
+    if scores["forget"].size == 0 or scores["nonmember"].size == 0:
+        return math.nan
+    return _pair_auc(scores["forget"], scores["nonmember"])

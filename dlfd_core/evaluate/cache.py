@@ -23,7 +23,7 @@ from ..data import AlignedFaces, Split
 from ..data.transforms import crops_to_tensor
 from ..models.stages import run_prefix
 from ..paths import atomic_write, cache_dir
-from .evaluate import collect_parts, part_keys, split_parts
+from .evaluate import collect_parts, split_parts
 from .outputs import SplitOutputs, collect_outputs
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,7 @@ class KeyedOutputs:
     def _rows(self, aligned: AlignedFaces, split: Split) -> dict[str, np.ndarray]:
         rows = {key: i for i, key in enumerate(self.keys)}
         return {
-            name: np.asarray([rows[k] for k in keys], dtype=np.int64)
-            for name, keys in part_keys(aligned, split).items()
+            name: np.asarray([rows[k] for k in keys], dtype=np.int64) for name, keys in split.part_keys(aligned).items()
         }
 
     def parts(self, aligned: AlignedFaces, split: Split) -> dict[str, SplitOutputs]:

@@ -59,9 +59,8 @@ from .metrics import (
     verification_auc,
     verification_auc_for,
 )
-from .outputs import SplitOutputs, collect_outputs
+from .outputs import SplitOutputs, collect_outputs, nonmember_outputs
 from .report import Report
-from .verdict import nonmember_outputs
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +79,11 @@ class PartData:
         return len(self.identities)
 
 
-def part_keys(aligned: AlignedFaces, split: Split) -> dict[str, tuple[str, ...]]:
-    """The image keys of each non-empty part of ``split`` (unseen: every aligned photo of an unseen person)."""
-    unseen = set(split.unseen)
-    keys = {
-        "retain_train": split.retain_train_keys,
-        "retain_test": split.retain_test_keys,
-        "forget_train": split.forget_train_keys,
-        "forget_test": split.forget_test_keys,
-        "unseen": tuple(k for k, identity in zip(aligned.keys, aligned.identities, strict=True) if identity in unseen),
-    }
-    return {name: part for name, part in keys.items() if part}
-
-
 def split_parts(aligned: AlignedFaces, split: Split) -> dict[str, PartData]:
     """The non-empty parts of ``split`` (see the module docstring), from the aligned faces."""
     key_identity = dict(zip(aligned.keys, aligned.identities, strict=True))
     parts = {}
-    for name, keys in part_keys(aligned, split).items():
+    for name, keys in split.part_keys(aligned).items():
         crops, labels = aligned_for(aligned, split, keys, allow_unseen=name == "unseen")
         parts[name] = PartData(crops, labels, tuple(key_identity[k] for k in keys))
     return parts
@@ -215,7 +201,7 @@ def compute_metrics(
         for mia_key, suffix in (("mia_balanced_acc", ""), ("mia_acc", "_unbalanced")):
             _derived(f"forgetting_score{suffix}", forgetting_score(m[mia_key]), (mia_key,), m, why)
             _derived(f"nomus{suffix}", nomus(test_acc, m[mia_key]), (mia_key, "retain_test_acc"), m, why)
-        nonmembers = nonmember_outputs(out, split)
+        nonmembers = nonmember_outputs(out, split.forget_mode)
         nonmember_logits = test_logits if nonmembers is None else nonmembers.logits
         label_free = _attack(
             "label_free_mia",

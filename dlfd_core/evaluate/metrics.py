@@ -398,7 +398,13 @@ def activation_distance(logits_a: np.ndarray, logits_b: np.ndarray) -> float:
 # identity leakage in the embedding
 
 
-def _unit_rows(features: np.ndarray, name: str = "features") -> np.ndarray:
+def unit_rows(features: np.ndarray, name: str = "features") -> np.ndarray:
+    """L2-normalised rows in float64 (the embedding metrics' cosine geometry).
+
+    Raises:
+        ValueError: not ``[N, D]``.
+        DataError: NaN or infinite values (a diverged model).
+    """
     array = np.asarray(features, dtype=np.float64)
     if array.ndim != 2:
         raise ValueError(f"{name} must be [N, D], got shape {array.shape}")
@@ -489,7 +495,7 @@ def verification_auc(
     Raises:
         DataError: no same-person pair or no different-person pair.
     """
-    unit = _unit_rows(features)
+    unit = unit_rows(features)
     ids = _identity_array(identities, unit.shape[0])
     scores, same = _pair_scores(unit, ids, unit.shape[0], pairs, seed)
     return _pair_auc(scores, same, "verification AUC")
@@ -518,7 +524,7 @@ def verification_auc_for(
     Raises:
         DataError: no sample belongs to a target person, or the pairs lack one of the two kinds.
     """
-    unit = _unit_rows(features)
+    unit = unit_rows(features)
     ids = _identity_array(identities, unit.shape[0])
     targets = {str(t) for t in target_identities}
     is_target = np.array([i in targets for i in ids], dtype=bool)
@@ -561,8 +567,8 @@ def nn_identification(
     Returns:
         The fraction of probes identified correctly.
     """
-    gallery = _unit_rows(gallery_features, "gallery_features")
-    probe = _unit_rows(probe_features, "probe_features")
+    gallery = unit_rows(gallery_features, "gallery_features")
+    probe = unit_rows(probe_features, "probe_features")
     if gallery.shape[0] == 0 or probe.shape[0] == 0:
         raise DataError(
             f"identification needs gallery photos and photos to identify; got {gallery.shape[0]} and {probe.shape[0]}"
@@ -591,7 +597,7 @@ def loo_nn_identification(features: np.ndarray, identities: Sequence[str], *, ex
     Raises:
         DataError: fewer than two samples, or no sample left to score.
     """
-    unit = _unit_rows(features)
+    unit = unit_rows(features)
     ids = _identity_array(identities, unit.shape[0])
     if unit.shape[0] < 2:
         raise DataError(f"leave-one-out identification needs at least 2 samples, got {unit.shape[0]}")

@@ -6,17 +6,19 @@ is a pure function of the arrays gathered here, so a split is passed through the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..data.splits import PARTS, nonmember_parts
+from ..errors import DataError
 from .metrics import per_sample_cross_entropy
 
-__all__ = ["FeatureModel", "SplitOutputs", "collect_outputs", "concat_outputs"]
+__all__ = ["FeatureModel", "SplitOutputs", "check_parts", "collect_outputs", "concat_outputs", "nonmember_outputs"]
 
 
 class FeatureModel(Protocol):
@@ -138,6 +140,38 @@ def concat_outputs(parts: Sequence[SplitOutputs]) -> SplitOutputs:
         features=np.concatenate([p.features for p in parts]),
         identities=tuple(i for p in parts for i in p.identities),
     )
+
+
+def check_parts(parts: Any, what: str) -> Mapping[str, SplitOutputs]:
+    """``parts`` if it is a non-empty mapping of part names (:data:`~dlfd_core.data.splits.PARTS`) to outputs.
+
+    Raises:
+        DataError: not a mapping, empty, an unknown part name, or a value that is not outputs-like.
+    """
+    if not isinstance(parts, Mapping):
+        raise DataError(f"{what} outputs must be a mapping part name -> SplitOutputs, got {type(parts).__name__}")
+    if not parts:
+        raise DataError(f"{what} outputs are empty: expected parts among {', '.join(PARTS)}")
+    unknown = [name for name in parts if name not in PARTS]
+    if unknown:
+        raise DataError(f"{what} outputs have unknown part(s) {unknown}; known parts: {', '.join(PARTS)}")
+    for name, out in parts.items():
+        if not all(hasattr(out, attr) for attr in ("logits", "features", "identities")):
+            raise DataError(f"{what} part {name!r} is not a SplitOutputs (got {type(out).__name__})")
+    return parts
+
+
+def nonmember_outputs(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> SplitOutputs | None:
+    """One model's outputs on the photos the attacks score as non-members (the parts
+    :func:`~dlfd_core.data.splits.nonmember_parts` names for ``forget_mode``), or ``None`` when there are none.
+
+    Outputs collected without an ``unseen`` part (a split with no unseen people) fall back to the held-out photos.
+    """
+    names = nonmember_parts(forget_mode)
+    if not any(name in outputs for name in names):
+        names = nonmember_parts("instance")
+    parts = [outputs[name] for name in names if name in outputs and len(outputs[name])]
+    return concat_outputs(parts) if parts else None
 
 
 def collect_outputs(

@@ -6,7 +6,7 @@ strangers. Two paired comparisons are made on the same photos:
 
 * **forget accuracy**: the share of the forgotten training photos each model classifies as their person;
 * **the membership attack**: the AUC with which each model's per-photo membership score (LiRA's logit-scaled
-  confidence of the top class, label-free; :func:`~dlfd_core.evaluate.attacks.logit_confidence`) tells the forgotten
+  confidence of the top class, label-free; :func:`~dlfd_core.evaluate.attacks.membership_scores`) tells the forgotten
   training photos from non-members' photos. 50 % is chance, 100 % every forgotten photo stands out.
 
 For each, the 95 % interval of *model − gold* comes from a paired percentile bootstrap: the same resampled photos
@@ -31,8 +31,8 @@ import numpy as np
 
 from ..data.splits import Split
 from .attacks import _pair_auc as _auc
-from .attacks import logit_confidence
-from .outputs import SplitOutputs, concat_outputs
+from .attacks import membership_scores
+from .outputs import SplitOutputs, nonmember_outputs
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -40,7 +40,6 @@ __all__ = [
     "GoldComparison",
     "Judgement",
     "judge_against_gold",
-    "nonmember_outputs",
     "paired_bootstrap_interval",
 ]
 
@@ -88,15 +87,6 @@ class Judgement:
     margin: float
 
 
-def nonmember_outputs(outputs: Mapping[str, SplitOutputs], split: Split) -> SplitOutputs | None:
-    """The photos the attacks use as non-members: unseen people's when a whole person is forgotten (the forgotten
-    person is a stranger to the gold model), else the held-out photos (``retain_test`` and ``forget_test``)."""
-    if split.forget_mode == "identity" and "unseen" in outputs:
-        return outputs["unseen"]
-    parts = [outputs[p] for p in ("retain_test", "forget_test") if p in outputs and len(outputs[p])]
-    return concat_outputs(parts) if parts else None
-
-
 def paired_bootstrap_interval(
     statistic: Callable[[np.ndarray, np.ndarray], float],
     sizes: tuple[int, int],
@@ -136,7 +126,7 @@ def judge_against_gold(
         resamples, seed: the bootstrap's draws and seed.
     """
     forget, forget_gold = model.get("forget_train"), gold.get("forget_train")
-    others, others_gold = nonmember_outputs(model, split), nonmember_outputs(gold, split)
+    others, others_gold = nonmember_outputs(model, split.forget_mode), nonmember_outputs(gold, split.forget_mode)
     members = 0 if forget is None else len(forget)
     nonmembers = 0 if others is None else len(others)
 
@@ -156,8 +146,8 @@ def judge_against_gold(
     labels = forget.labels
     correct = (forget.logits.argmax(1) == labels).astype(np.float64)
     correct_gold = (forget_gold.logits.argmax(1) == labels).astype(np.float64)
-    score_m, score_g = logit_confidence(forget.logits), logit_confidence(forget_gold.logits)
-    other_m, other_g = logit_confidence(others.logits), logit_confidence(others_gold.logits)
+    mine, theirs = membership_scores(model, split.forget_mode), membership_scores(gold, split.forget_mode)
+    score_m, score_g, other_m, other_g = mine["forget"], theirs["forget"], mine["nonmember"], theirs["nonmember"]
 
     def accuracy_difference(rows: np.ndarray, _: np.ndarray) -> float:
         return float(correct[rows].mean() - correct_gold[rows].mean())

@@ -16,7 +16,6 @@ from ..data import AlignedFaces, Split, with_forget_identities
 from ..env import environment, resolve_device
 from ..errors import CancelledError, DataError
 from ..evaluate.cache import KeyedOutputs
-from ..evaluate.evaluate import part_keys
 from ..evaluate.outputs import SplitOutputs
 from ..evaluate.verdict import Judgement, judge_against_gold
 from ..experiment import ForgetOutcome, forget
@@ -39,7 +38,7 @@ def judge(outcome: ForgetOutcome, split: Split, seed: int = 0) -> Judgement | No
 
 def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_side: int = 6) -> list[Prediction]:
     before, after, gold = outcome.outputs["before"], outcome.outputs["after"], outcome.outputs.get("gold")
-    keys = part_keys(session.aligned, split)
+    keys = split.part_keys(session.aligned)
     chosen: list[tuple[str, str, int]] = []  # (part, role, row)
     forget_rows = [("forget_train", "forgotten", i) for i in range(len(keys.get("forget_train", ())))]
     forget_rows += [("forget_test", "forgotten, held out", i) for i in range(len(keys.get("forget_test", ())))]

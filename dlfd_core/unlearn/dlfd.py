@@ -65,10 +65,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from ..errors import DLFDError
+from ..evaluate.metrics import rank_auc
 from ..models.stages import run_prefix
 from .base import Method, RunContext, SuffixView, UnlearnData, frozen_prefix, register_method, reset_classes, setting
 from .ot import COSTS, ot_distance
@@ -90,15 +90,15 @@ __all__ = [
 
 @torch.no_grad()
 def confidence_auc(model: nn.Module, forget: torch.Tensor, nonmember: torch.Tensor, ctx: RunContext) -> float:
-    """AUC of the top-class softmax confidence separating forget photos from non-member photos."""
+    """AUC of the top-class softmax confidence separating forget photos from non-member photos (the model's forward
+    pass here; the AUC is the evaluation's :func:`~dlfd_core.evaluate.metrics.rank_auc`)."""
     was_training = model.training
     model.eval()
     with ctx.autocast():
         logits = model(torch.cat([forget, nonmember]))
     model.train(was_training)
     conf = logits.float().softmax(1).amax(1).cpu().numpy()
-    is_forget = np.r_[np.ones(len(forget)), np.zeros(len(nonmember))]
-    return float(roc_auc_score(is_forget, conf))  # ties count half
+    return rank_auc(conf, np.r_[np.ones(len(forget), bool), np.zeros(len(nonmember), bool)])  # ties count half
 
 
 def perturb(

@@ -5,11 +5,14 @@ Every function takes the evaluation's outputs as plain mappings part name -> :cl
 without the app, e.g. from ``ForgetOutcome.outputs["before"]`` and ``["after"]``. All numbers a figure shows in
 its titles, legends and annotations are computed here.
 
-* :func:`feature_shift` / :func:`embedding_figure`: where the forgotten photos sit in the embedding, before and
-  after unlearning (and in the gold model), on a 2-D PCA projection shared by all panels.
-* :func:`attack_scores` / :func:`attack_auc` / :func:`attack_figure`: a threshold membership attack on the
-  model's top softmax confidence, forgotten training photos against non-members.
+* :func:`embedding_figure`: where the forgotten photos sit in the embedding, before and after unlearning (and in
+  the gold model), on a 2-D PCA projection shared by all panels, with
+  :func:`~dlfd_core.evaluate.shift.feature_shift` in words.
+* :func:`attack_figure`: the label-free membership attack of the verdict
+  (:func:`~dlfd_core.evaluate.attacks.membership_scores`), forgotten training photos against non-members.
 * :func:`runs_figure`: the metrics of several runs side by side.
+
+This module only draws: every number it shows comes from :mod:`dlfd_core.evaluate`.
 
 Figures are plain ``plotly.graph_objects.Figure`` objects (``plotly_white`` template); nothing here touches
 the network. Randomness (the subsampling of points) only comes from an explicit ``seed``.
@@ -24,30 +27,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from scipy.special import expit
 from sklearn.decomposition import PCA
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from ..errors import DLFDError
-from ..evaluate.metrics import softmax
+from ..evaluate.attacks import membership_auc, membership_scores
+from ..evaluate.metrics import unit_rows
+from ..evaluate.outputs import check_parts
 from ..evaluate.report import METRICS
+from ..evaluate.shift import distance_to_retained, feature_shift
 
 if TYPE_CHECKING:
     from ..evaluate.outputs import SplitOutputs
 
 __all__ = [
     "FigureInputError",
-    "attack_auc",
     "attack_figure",
-    "attack_scores",
     "embedding_figure",
-    "feature_shift",
     "runs_figure",
 ]
 
 Parts = Mapping[str, "SplitOutputs"]
-
-KNOWN_PARTS = ("retain_train", "retain_test", "forget_train", "forget_test", "unseen")
-"""The part names an evaluation produces (:data:`dlfd_core.evaluate.evaluate.PARTS`)."""
 
 TEMPLATE = "plotly_white"
 
@@ -78,20 +79,11 @@ class FigureInputError(DLFDError, ValueError):
 
 
 def _check_parts(parts: Any, what: str) -> Parts:
-    """Check that ``parts`` is a non-empty mapping of known part names to outputs-like objects."""
-    if not isinstance(parts, Mapping):
-        raise FigureInputError(
-            f"{what} outputs must be a mapping part name -> SplitOutputs, got {type(parts).__name__}"
-        )
-    if not parts:
-        raise FigureInputError(f"{what} outputs are empty: expected parts among {', '.join(KNOWN_PARTS)}")
-    unknown = [name for name in parts if name not in KNOWN_PARTS]
-    if unknown:
-        raise FigureInputError(f"{what} outputs have unknown part(s) {unknown}; known parts: {', '.join(KNOWN_PARTS)}")
-    for name, out in parts.items():
-        if not all(hasattr(out, attr) for attr in ("logits", "features", "identities")):
-            raise FigureInputError(f"{what} part {name!r} is not a SplitOutputs (got {type(out).__name__})")
-    return parts
+    """:func:`~dlfd_core.evaluate.outputs.check_parts`, its errors as :class:`FigureInputError`."""
+    try:
+        return check_parts(parts, what)
+    except DLFDError as error:
+        raise FigureInputError(str(error)) from None
 
 
 def _models(before: Any, after: Any, gold: Any) -> dict[str, Parts]:
@@ -107,84 +99,15 @@ def _present(parts: Parts, name: str) -> bool:
 
 
 def _unit_rows(features: np.ndarray, what: str) -> np.ndarray:
-    """L2-normalised rows in float64; raises on NaN or infinite features."""
-    array = np.asarray(features, dtype=np.float64)
-    if array.ndim != 2:
-        raise FigureInputError(f"{what} features must be [N, D], got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise FigureInputError(f"{what} features contain NaN or infinite values; the model may have diverged")
-    return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
+    """:func:`~dlfd_core.evaluate.metrics.unit_rows`, its errors as :class:`FigureInputError`."""
+    try:
+        return unit_rows(features, f"{what} features")
+    except (ValueError, DLFDError) as error:
+        raise FigureInputError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # feature shift
-
-
-def _distance_to_retained(parts: Parts, what: str) -> float:
-    """Mean cosine distance from each forget_train photo to the nearest retained person's centroid."""
-    if not _present(parts, "forget_train"):
-        return math.nan
-    if not _present(parts, "retain_train"):
-        raise FigureInputError(f"{what} outputs need a non-empty 'retain_train' part to place the retained people")
-    retain = parts["retain_train"]
-    retain_unit = _unit_rows(retain.features, f"{what} retain_train")
-    forget_unit = _unit_rows(parts["forget_train"].features, f"{what} forget_train")
-    if forget_unit.shape[1] != retain_unit.shape[1]:
-        raise FigureInputError(
-            f"{what}: forget_train features have {forget_unit.shape[1]} dimensions, retain_train {retain_unit.shape[1]}"
-        )
-    ids = np.asarray(retain.identities)
-    people = np.unique(ids)
-    centroids = np.stack([retain_unit[ids == person].mean(axis=0) for person in people])  # [P, D]
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    nearest = (forget_unit @ centroids.T).max(axis=1)  # [F] highest cosine similarity
-    return float(np.mean(1.0 - nearest))
-
-
-def feature_shift(before: Mapping[str, SplitOutputs], after: Mapping[str, SplitOutputs]) -> dict[str, float]:
-    """How far the forgotten photos' embeddings moved, relative to the retained people.
-
-    All features are L2-normalised first; a cosine distance is ``1 - cos`` (0: same direction, 1: orthogonal).
-    For each model, the retained people are placed by their centroids: the mean of each identity's normalised
-    ``retain_train`` features, normalised again. Then:
-
-    * ``before`` / ``after``: mean over the ``forget_train`` photos of the cosine distance to the *nearest*
-      retained-person centroid, under the original / unlearned model. Larger means the forgotten photos sit
-      further from everyone the model still knows (in instance forgetting the nearest centroid is usually the
-      photo's own person, whose other photos are retained).
-    * ``change``: ``after - before``; positive when unlearning pushed the forgotten photos away.
-    * ``moved``: mean over the ``forget_train`` photos of ``1 - cos(f_before_i, f_after_i)``, how far each photo
-      moved from its own original position (the two parts must list the same photos in the same order). NaN when
-      the two models' embeddings have different sizes.
-
-    Args:
-        before: the original model's outputs, part name -> SplitOutputs.
-        after: the unlearned model's outputs on the same split.
-
-    Returns:
-        ``{"before", "after", "change", "moved"}``; all NaN when either model has no (or an empty)
-        ``forget_train`` part.
-
-    Raises:
-        FigureInputError: (a ``ValueError``) ``retain_train`` is missing while ``forget_train`` is present, the
-            ``forget_train`` parts differ in size, or features are not finite.
-    """
-    before = _check_parts(before, "before")
-    after = _check_parts(after, "after")
-    nan = {"before": math.nan, "after": math.nan, "change": math.nan, "moved": math.nan}
-    if not (_present(before, "forget_train") and _present(after, "forget_train")):
-        return nan
-    n_before, n_after = len(before["forget_train"].identities), len(after["forget_train"].identities)
-    if n_before != n_after:
-        raise FigureInputError(
-            f"forget_train has {n_before} photos before and {n_after} after; both must hold the same photos"
-        )
-    dist_before = _distance_to_retained(before, "before")
-    dist_after = _distance_to_retained(after, "after")
-    f_before = _unit_rows(before["forget_train"].features, "before forget_train")
-    f_after = _unit_rows(after["forget_train"].features, "after forget_train")
-    moved = float(np.mean(1.0 - np.sum(f_before * f_after, axis=1))) if f_before.shape == f_after.shape else math.nan
-    return {"before": dist_before, "after": dist_after, "change": dist_after - dist_before, "moved": moved}
 
 
 def _shift_words(models: Mapping[str, Parts]) -> str:
@@ -194,10 +117,10 @@ def _shift_words(models: Mapping[str, Parts]) -> str:
         return "No photos to forget in this split, so there is no shift to report."
     if not (_present(before, "retain_train") and _present(after, "retain_train")):
         return "No retained training photos in these outputs, so the shift cannot be measured."
-    shift = feature_shift(before, after)
+    shift = _figure_input(feature_shift, before, after)
     gold = ""
     if "Gold" in models and _present(models["Gold"], "forget_train") and _present(models["Gold"], "retain_train"):
-        gold = f"; gold model: {_distance_to_retained(models['Gold'], 'gold'):.3f}"
+        gold = f"; gold model: {_figure_input(distance_to_retained, models['Gold'], 'gold'):.3f}"
     moved = "" if math.isnan(shift["moved"]) else f"Each moved {shift['moved']:.3f} from where it was. "
     return (
         f"Distance of the forgotten photos to the nearest retained person: {shift['before']:.3f} before → "
@@ -344,95 +267,39 @@ def embedding_figure(
 # membership attack
 
 
-def _confidence(parts: Parts, name: str) -> np.ndarray:
-    logits = np.asarray(parts[name].logits, dtype=np.float64)
-    if logits.ndim != 2:
-        raise FigureInputError(f"{name} logits must be [N, C], got shape {logits.shape}")
-    if not np.isfinite(logits).all():
-        raise FigureInputError(f"{name} logits contain NaN or infinite values; the model may have diverged")
-    if logits.shape[0] == 0:
-        return np.zeros(0)
-    return softmax(logits).max(axis=1)
+def _nonmember_words(parts: Parts, forget_mode: str) -> str:
+    return "unseen people" if forget_mode == "identity" and _present(parts, "unseen") else "held-out photos"
 
 
-def _nonmember_parts(parts: Parts) -> tuple[str, ...]:
-    if _present(parts, "unseen"):
-        return ("unseen",)
-    return tuple(name for name in ("retain_test", "forget_test") if _present(parts, name))
-
-
-def attack_scores(parts: Mapping[str, SplitOutputs]) -> dict[str, np.ndarray]:
-    """Membership score of each sample: the model's maximum softmax confidence (higher looks more like training).
-
-    Args:
-        parts: one model's outputs, part name -> SplitOutputs.
-
-    Returns:
-        ``{"forget", "nonmember", "retain"}`` float64 arrays: ``forget_train``; the non-members, ``unseen`` when
-        that part is present and non-empty, else ``retain_test`` + ``forget_test``; ``retain_train``. A side with
-        no samples is an empty array.
-
-    Raises:
-        FigureInputError: (a ``ValueError``) empty or unknown parts, or non-finite logits.
-    """
-    parts = _check_parts(parts, "model")
-
-    def scores(names: Sequence[str]) -> np.ndarray:
-        chunks = [_confidence(parts, name) for name in names if _present(parts, name)]
-        return np.concatenate(chunks) if chunks else np.zeros(0)
-
-    return {
-        "forget": scores(("forget_train",)),
-        "nonmember": scores(_nonmember_parts(parts)),
-        "retain": scores(("retain_train",)),
-    }
-
-
-def _auc(scores: Mapping[str, np.ndarray]) -> float:
-    member, nonmember = scores["forget"], scores["nonmember"]
-    if member.size == 0 or nonmember.size == 0:
-        return math.nan
-    truth = np.concatenate([np.ones(member.size), np.zeros(nonmember.size)])
-    return float(roc_auc_score(truth, np.concatenate([member, nonmember])))
-
-
-def attack_auc(parts: Mapping[str, SplitOutputs]) -> float:
-    """ROC AUC of the confidence threshold attack, forgotten training photos against all non-members.
-
-    Unlike the evaluation's label-free attack (a cross-validated classifier on confidence and entropy over a
-    balanced subsample), this ranks every sample by its :func:`attack_scores` score alone and uses all
-    non-members, so it is steadier on a handful of forgotten photos. 0.5 means the forgotten photos look like
-    photos the model never trained on; 1.0 means each of them is more confident than every non-member.
-
-    Args:
-        parts: one model's outputs, part name -> SplitOutputs.
-
-    Returns:
-        The AUC, or NaN when the forget or the non-member side is empty.
-    """
-    return _auc(attack_scores(parts))
-
-
-def _nonmember_words(parts: Parts) -> str:
-    return "unseen people" if _present(parts, "unseen") else "held-out photos"
+def _figure_input(function: Any, *args: Any) -> Any:
+    """``function(*args)`` of :mod:`dlfd_core.evaluate`, its input errors as :class:`FigureInputError`."""
+    try:
+        return function(*args)
+    except (ValueError, DLFDError) as error:
+        raise FigureInputError(str(error)) from None
 
 
 def attack_figure(
     before: Mapping[str, SplitOutputs],
     after: Mapping[str, SplitOutputs],
     *,
+    forget_mode: str,
     gold: Mapping[str, SplitOutputs] | None = None,
 ) -> go.Figure:
     """Membership-attack view: could an attacker tell that the forgotten photos were trained on?
 
-    Row 1, one panel per model: overlaid histograms (as fractions of each group) of :func:`attack_scores` for
+    Row 1, one panel per model: overlaid histograms (as fractions of each group) of the top-class probability for
     the forgotten training photos (red), the non-members (blue) and the retained training photos (grey). Row 2:
-    the ROC curve of forgotten photos against non-members per model, with :func:`attack_auc` in the legend, and
-    the chance diagonal.
+    the ROC curve of forgotten photos against non-members per model, with
+    :func:`~dlfd_core.evaluate.attacks.membership_auc` in the legend, and the chance diagonal. The attack's score
+    is :func:`~dlfd_core.evaluate.attacks.membership_scores` (logit-scaled, a monotone function of the probability
+    drawn, so the ROC and the AUC are the same on either scale): the verdict's attack.
 
     Args:
         before: the original model's outputs, part name -> SplitOutputs.
         after: the unlearned model's outputs on the same split.
+        forget_mode: the split's forget mode (``identity``: the non-members are unseen people; ``instance``:
+            held-out photos).
         gold: the gold (retrained) model's outputs, optional.
 
     Returns:
@@ -452,12 +319,12 @@ def attack_figure(
         vertical_spacing=0.2,
         horizontal_spacing=0.06,
     )
-    nonmember_words = _nonmember_words(models["Original"])
+    nonmember_words = _nonmember_words(models["Original"], forget_mode)
     for col, (label, parts) in enumerate(models.items(), start=1):
-        scores = attack_scores(parts)
+        scores = _figure_input(membership_scores, parts, forget_mode)
         groups = (
             ("forget", "Forgotten photos (trained on)", _FORGET_COLOUR),
-            ("nonmember", f"Non-members ({_nonmember_words(parts)})", _NONMEMBER_COLOUR),
+            ("nonmember", f"Non-members ({_nonmember_words(parts, forget_mode)})", _NONMEMBER_COLOUR),
             ("retain", "Retained photos (trained on)", _RETAIN_COLOUR),
         )
         for rank, (key, name, colour) in enumerate(groups, start=1):
@@ -465,8 +332,8 @@ def attack_figure(
                 continue
             fig.add_trace(
                 go.Histogram(
-                    # exact 1.0 confidences would fall past the last bin edge
-                    x=np.clip(scores[key], 0.0, 1.0 - 1e-9),
+                    # the top-class probability; exact 1.0 would fall past the last bin edge
+                    x=np.clip(expit(scores[key]), 0.0, 1.0 - 1e-9),
                     name=name,
                     legendgroup=key,
                     legendrank=rank,
@@ -482,7 +349,7 @@ def attack_figure(
             )
         fig.update_xaxes(range=[0, 1], row=1, col=col)
 
-        auc = _auc(scores)
+        auc = _figure_input(membership_auc, parts, forget_mode)
         if math.isnan(auc):
             fig.add_annotation(
                 text="not enough samples<br>for an attack",
@@ -534,7 +401,7 @@ def attack_figure(
         title={
             "text": "Could an attacker tell that the forgotten photos were used in training?",
             "subtitle": {
-                "text": "Score: the model's top softmax confidence (higher looks more like a training photo).<br>"
+                "text": "Score: the model's top-class probability (higher looks more like a training photo).<br>"
                 f"Attack: forgotten photos vs {nonmember_words}; AUC 0.5 = indistinguishable, 1.0 = fully exposed."
             },
         },
