@@ -59,7 +59,7 @@ def _tiny_factory(*, pretrained: bool = False) -> TinyBackbone:
 
 @pytest.fixture
 def tiny_registered(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(backbone_registry._BACKBONES, TINY, _tiny_factory)
+    monkeypatch.setitem(backbone_registry.BACKBONES._entries, TINY, _tiny_factory)
     return TINY
 
 

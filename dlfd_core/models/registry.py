@@ -8,32 +8,42 @@ and is registered under a short lowercase name with :func:`register_backbone`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from torch import nn
 
-from ..errors import UnknownNameError
+from ..registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=BackboneFactory)
 
-_BACKBONES: dict[str, BackboneFactory] = {}
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+"""Every backbone factory by name (:class:`~dlfd_core.registry.Registry`)."""
 
 
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator: register ``factory(*, pretrained: bool, **kwargs) -> nn.Module`` under ``name``."""
+@overload
+def register_backbone(name: str, factory: None = None, *, force: bool = False) -> Callable[[F], F]: ...
+@overload
+def register_backbone(name: str, factory: F, *, force: bool = False) -> F: ...
+def register_backbone(name: str, factory: Any = None, *, force: bool = False) -> Any:
+    """Register ``factory(*, pretrained: bool, **kwargs) -> nn.Module`` under ``name``: as a decorator
+    (``@register_backbone("name")``) or a call (``register_backbone("name", factory, force=True)`` replaces one).
 
-    def decorator(factory: BackboneFactory) -> BackboneFactory:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = factory
-        return factory
+    Raises:
+        ValueError: ``name`` is taken by another factory and ``force`` is False.
+    """
+    if factory is not None:
+        return BACKBONES.register(name, factory, force=force)
+
+    def decorator(entry: F) -> F:
+        return BACKBONES.register(name, entry, force=force)
 
     return decorator
 
 
 def backbone_names() -> list[str]:
     """Names of all registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    return sorted(BACKBONES.names())
 
 
 def backbone_factory(name: str) -> BackboneFactory:
@@ -42,10 +52,7 @@ def backbone_factory(name: str) -> BackboneFactory:
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(backbone_names())}") from None
+    return BACKBONES.get(name)
 
 
 def create_backbone(name: str, *, pretrained: bool = True, **kwargs: Any) -> nn.Module:

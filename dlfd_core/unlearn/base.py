@@ -20,7 +20,7 @@ import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from ..checks import check_seed as _check_seed
 from ..checks import read_flag, read_number, read_whole, shown
 from ..errors import CancelledError, DLFDError, UnknownNameError
 from ..progress import ProgressFn, no_progress
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -445,38 +446,54 @@ class SuffixView(nn.Module):
         return self.head(self.backbone(activations))
 
 
-_REGISTRY: dict[str, type[Method]] = {}
+M = TypeVar("M", bound=type)
 
 
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available by its ``name``.
-
-    Raises:
-        TypeError: the class has no ``name``, or no docstring of its own (a dataclass without one gets its signature
-            as ``__doc__``, which the app would show users as the method's help).
-    """
-    if not getattr(cls, "name", ""):
-        raise TypeError(f"{cls.__name__} needs a class attribute 'name'")
+def _check_method(name: str, cls: type[Method]) -> None:
+    """A method class may be registered only with its own ``name`` and its own docstring (a dataclass without one
+    gets its signature as ``__doc__``, which the app would show users as the method's help)."""
+    if getattr(cls, "name", "") != name:
+        raise TypeError(f"{cls.__name__} is registered as {name!r} but its class attribute 'name' is {cls.name!r}")
     doc = (cls.__dict__.get("__doc__") or "").strip()
     if not doc or doc.startswith(f"{cls.__name__}("):
         raise TypeError(f"{cls.__name__} needs a docstring: its first line names the method and its paper")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"an unlearning method named {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+
+
+METHODS: Registry[type[Method]] = Registry("unlearning method", check=_check_method)
+"""Every method class by name, in the order the app and the tables list them (:class:`~dlfd_core.registry.Registry`)."""
+
+
+@overload
+def register_method(cls: M, *, force: bool = False) -> M: ...
+@overload
+def register_method(cls: None = None, *, force: bool = False) -> Callable[[M], M]: ...
+def register_method(cls: Any = None, *, force: bool = False) -> Any:
+    """Make a method class available by its ``name``: as a class decorator (``@register_method``), or a call
+    (``register_method(MyMethod, force=True)`` replaces a registered one).
+
+    Raises:
+        TypeError: the class has no ``name``, or no docstring of its own.
+        ValueError: another class is registered under its name and ``force`` is False.
+    """
+    if cls is None:
+        return lambda entry: register_method(entry, force=force)
+    if not getattr(cls, "name", ""):
+        raise TypeError(f"{cls.__name__} needs a class attribute 'name'")
+    return METHODS.register(cls.name, cls, force=force)
 
 
 def method_names() -> list[str]:
     """Every registered method's name, in registration order."""
-    return list(_REGISTRY)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown unlearning method {name!r}; choose from {', '.join(_REGISTRY)}") from None
+    """The class registered as ``name``.
+
+    Raises:
+        UnknownNameError: no such method; the message lists them.
+    """
+    return METHODS.get(name)
 
 
 def create_method(name: str, **settings: Any) -> Method:
