@@ -112,12 +112,41 @@ def set_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
     return [p for p in backbone.parameters() if p.requires_grad]
 
 
+def parameter_groups(model: nn.Module, trainable: str, *, lr: float, head_lr: float) -> list[dict[str, Any]]:
+    """Make ``trainable`` of ``model`` trainable (:func:`set_trainable`) and return its optimiser parameter groups:
+    the head at ``head_lr``, then the trainable backbone parameters (if any) at ``lr``. Training and every
+    unlearning method build their optimisers from these."""
+    backbone = set_trainable(model, trainable)
+    groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": head_lr}]
+    if backbone:
+        groups.append({"params": backbone, "lr": lr})
+    return groups
+
+
+def optimiser_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, before_step: Callable[[], None] | None = None
+) -> float:
+    """One optimiser step on ``loss`` (the one update of training and of every method) and the loss's value.
+
+    ``before_step`` runs between ``backward()`` and ``step()`` (SalUn masks gradients there).
+
+    Raises:
+        DLFDError: the loss is not finite; nothing is updated.
+    """
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise DLFDError("the loss became non-finite; lower the learning rate")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if before_step is not None:
+        before_step()
+    optimizer.step()
+    return value
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     """SGD over the trainable backbone parameters (``lr``) and the head (``head_lr``)."""
-    backbone_params = set_trainable(model, config.trainable)
-    groups = [{"params": list(model.head.parameters()), "lr": config.head_lr}]
-    if backbone_params:
-        groups.append({"params": backbone_params, "lr": config.lr})
+    groups = parameter_groups(model, config.trainable, lr=config.lr, head_lr=config.head_lr)
     return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
@@ -267,10 +296,7 @@ def train_classifier(
                     x = augment_batch(x, config.augment, generator)
                 logits = model(x.to(device, non_blocking=True))
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(index)
+            loss_sum += optimiser_step(optimizer, loss) * len(index)
             correct += int((logits.detach().argmax(1) == y).sum())
             step += 1
             progress(step / total_steps, f"epoch {epoch + 1}/{config.epochs}")

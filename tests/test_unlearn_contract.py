@@ -112,3 +112,28 @@ def test_mode_restrictions_are_enforced(model: torch.nn.Module) -> None:
         for mode in {"identity", "instance"} - set(method_class(name).modes):
             with pytest.raises(DLFDError, match="supports"):
                 create_method(name).run(model, tiny_data(mode))
+
+
+#: Methods whose result is not the input model at a zero learning rate, by design, with the reason. Every other
+#: method must return exactly the input weights (what an update step does at rate 0), and each one listed here must
+#: really change them (so the list cannot hide a method that stopped working).
+CHANGES_AT_ZERO_LR = {
+    "retrain": "trains a new model with the original recipe's rates, not the method's",
+    "class_reset": "re-draws the forgotten people's rows of the head before any training",
+    "eu_k": "re-initialises the last k layers before training them",
+}
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_a_zero_learning_rate_returns_the_input_weights(name: str, model: torch.nn.Module) -> None:
+    cls = method_class(name)
+    mode = "instance" if "instance" in cls.modes else "identity"
+    known = {f["name"] for f in cls.fields_info()}
+    zero = {k: 0.0 for k in ("lr", "head_lr", "weight_decay") if k in known}
+    out = create_method(name, epochs=1, **zero).run(model, tiny_data(mode), seed=0).model
+    learned = {k: v for k, v in _state(model).items() if "running" not in k and "num_batches" not in k}
+    after = {k: v for k, v in _state(out).items() if k in learned}
+    if name in CHANGES_AT_ZERO_LR:
+        assert not _equal(learned, after), f"{name} no longer changes the weights: {CHANGES_AT_ZERO_LR[name]}?"
+    else:
+        assert _equal(learned, after), f"{name} changed the weights at learning rate 0 ({mode} forgetting)"

@@ -351,13 +351,7 @@ class RunContext:
         trainable: str | None = None,
     ) -> torch.optim.SGD:
         """SGD over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default)."""
-        from ..train import set_trainable
-
-        m = self.method
-        backbone = set_trainable(model, trainable or m.trainable)
-        groups = [{"params": list(model.head.parameters()), "lr": m.head_lr if head_lr is None else head_lr}]
-        if backbone:
-            groups.append({"params": backbone, "lr": m.lr if lr is None else lr})
+        m, groups = self.method, self._groups(model, trainable, lr, head_lr)
         return torch.optim.SGD(
             groups,
             momentum=m.momentum if momentum is None else momentum,
@@ -368,25 +362,29 @@ class RunContext:
         self, model: nn.Module, *, lr: float | None = None, head_lr: float | None = None, weight_decay: float = 0.0
     ) -> torch.optim.Adam:
         """Adam over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default)."""
-        from ..train import set_trainable
+        return torch.optim.Adam(self._groups(model, None, lr, head_lr), weight_decay=weight_decay)
+
+    def _groups(
+        self, model: nn.Module, trainable: str | None, lr: float | None, head_lr: float | None
+    ) -> list[dict[str, Any]]:
+        from ..train import parameter_groups
 
         m = self.method
-        backbone = set_trainable(model, m.trainable)
-        groups = [{"params": list(model.head.parameters()), "lr": m.head_lr if head_lr is None else head_lr}]
-        if backbone:
-            groups.append({"params": backbone, "lr": m.lr if lr is None else lr})
-        return torch.optim.Adam(groups, weight_decay=weight_decay)
+        return parameter_groups(
+            model,
+            trainable or m.trainable,
+            lr=m.lr if lr is None else lr,
+            head_lr=m.head_lr if head_lr is None else head_lr,
+        )
 
     @staticmethod
-    def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
-        """One optimiser step on ``loss``; refuses a non-finite loss (the weights are left as they were)."""
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DLFDError("the loss became non-finite; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return value
+    def update(
+        optimizer: torch.optim.Optimizer, loss: torch.Tensor, before_step: Callable[[], None] | None = None
+    ) -> float:
+        """One optimiser step on ``loss`` (:func:`~dlfd_core.train.optimiser_step`); refuses a non-finite loss."""
+        from ..train import optimiser_step
+
+        return optimiser_step(optimizer, loss, before_step)
 
 
 def frozen_prefix(model: nn.Module, trainable: str) -> bool:

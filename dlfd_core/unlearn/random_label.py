@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DLFDError
 from .base import Method, RunContext, UnlearnData, register_method, setting
 
 __all__ = ["RandomLabel", "random_label_epoch", "random_label_steps", "relabel_forget"]
@@ -79,15 +78,7 @@ def random_label_epoch(
     for x, y in ctx.batches(inputs, labels, batch_size):
         with ctx.autocast():
             loss = F.cross_entropy(model(x), y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DLFDError("the loss became non-finite; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if before_step is not None:
-            before_step()
-        optimizer.step()
-        ctx.step(stage, loss=value)
+        ctx.step(stage, loss=ctx.update(optimizer, loss, before_step))
 
 
 @register_method

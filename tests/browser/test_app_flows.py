@@ -196,6 +196,10 @@ def test_a_photo_without_a_face_gets_a_clear_message(app_page: Page, no_face) ->
     _shot(page, "06_no_face")
     # the session is still usable: the people list is unchanged and a run still works
     expect(page.locator(THUMBNAILS)).to_have_count(30)
+    name = _select_person(page, 2)
+    _set_gold(page, False)
+    _run(page)
+    expect(page.locator('#runs-table [data-testid="cell-0-1"]')).to_have_text(name)
 
 
 def test_two_sessions_see_only_their_own_uploads(browser: Browser, app_server: str, face_photos, sessions_dir) -> None:
@@ -360,8 +364,16 @@ def test_method_form_follows_the_method_and_refuses_bad_values(app_page: Page) -
     _set_gold(page, False)
     page.locator("#method input[role=combobox]").click()
     page.locator("ul[role=listbox] li", has_text="(finetune)").click()
-    expect(page.locator("#method-info")).to_contain_text("Fine-tun")
+    from dlfd_core.unlearn import method_class
+
+    finetune = method_class("finetune")
+    first_paragraph = " ".join(finetune.__doc__.strip().split("\n\n")[0].split())
+    expect(page.locator("#method-info")).to_contain_text(first_paragraph)  # its help, with its paper, in full
+    expect(page.locator("#settings")).to_contain_text("Settings of finetune")
     page.locator("#settings").click()  # open the accordion of the method's settings
+    for field in finetune.fields_info():  # a control for each setting of this method
+        expect(page.get_by_label(field["name"], exact=True)).to_be_visible()
+    expect(page.get_by_label("steps", exact=True)).to_have_count(0)  # DLFD's synthesis steps are gone
     lr = page.get_by_label("lr", exact=True)
     expect(lr).to_have_value("0.0005")
     lr.fill("-1")
@@ -386,7 +398,9 @@ def test_cancel_stops_a_run_and_leaves_the_session_as_it_was(app_page: Page) -> 
     _select_person(page, 10)
     _set_gold(page, True)  # the gold model's training makes the run long enough to cancel midway
     page.locator("#run").click()
-    page.wait_for_timeout(3000)
+    # Cancel only once the run is under way (its progress names a stage), so that this checks a run stopped midway,
+    # not one cancelled while it waited in the queue, on a machine of any speed
+    expect(page.locator("#run-status")).to_contain_text(re.compile("unlearning|training|evaluating"), timeout=60_000)
     page.locator("#cancel").click()
     expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=120_000)
     expect(page.locator('#runs-table [data-testid="cell-0-0"]')).to_have_count(0)
