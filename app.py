@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import http.cookies
+import inspect
 import logging
 import math
 import os
@@ -235,12 +237,6 @@ def _waiting_text(ahead: int, expected: float | None) -> str:
     )
 
 
-def _close(session: studio.Session | None) -> None:
-    if session is not None:
-        JOBS.done(session)
-        session.close()
-
-
 def _friendly(error: BaseException, session: studio.Session | None = None) -> gr.Error:
     """A message for the page: ours verbatim, anything else without a traceback (logged here). The session keeps
     it, for the status line under its button."""
@@ -412,8 +408,661 @@ method (DLFD, Choi & Na 2024, by default), and run.
 """
 
 
+@dataclasses.dataclass(eq=False, repr=False)
+class Page:
+    """The page's components, by what they are (:func:`_layout` creates them; the handlers return values keyed by
+    them, so a handler says what it changes by name, never by position)."""
+
+    session_state: gr.State
+    pending: gr.State
+    intro: gr.Markdown
+    dataset_choice: gr.Radio
+    people: gr.Gallery
+    forget_who: gr.Dropdown
+    enrol_name: gr.Textbox
+    example_button: gr.Button
+    enrol_files: gr.File
+    webcam: gr.Image
+    add_photo: gr.Button
+    photo_count: gr.Markdown
+    enrol_button: gr.Button
+    enrol_status: gr.Markdown
+    enrol_failures: gr.Markdown
+    enrol_crops: gr.HTML
+    enrol_held: gr.HTML
+    method: gr.Dropdown
+    method_info: gr.Markdown
+    seed: gr.Number
+    with_gold: gr.Checkbox
+    run_button: gr.Button
+    cancel_button: gr.Button
+    run_status: gr.Markdown
+    verdict: gr.Markdown
+    cards: gr.HTML
+    predictions: gr.HTML
+    plot_embedding: gr.Plot
+    plot_attack: gr.Plot
+    runs_table: gr.Dataframe
+    plot_runs: gr.Plot
+    downloads: gr.File
+
+    @property
+    def results(self) -> list[gr.components.Component]:
+        """What a run shows (cleared when a new run is booked)."""
+        return [self.verdict, self.cards, self.predictions, self.plot_embedding, self.plot_attack, self.downloads]
+
+    @property
+    def enrolment_outputs(self) -> list[gr.components.Component]:
+        """What an enrolment changes."""
+        return [
+            self.enrol_status,
+            self.enrol_crops,
+            self.enrol_failures,
+            self.enrol_held,
+            self.forget_who,
+            self.people,
+            self.enrol_files,
+            self.pending,
+        ]
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class App:
+    """What the handlers share: the page, the workspaces this process loaded, the one the page opens with."""
+
+    page: Page  # set by _layout
+    workspaces: Workspaces
+    workspace: studio.Workspace
+    #: where runs go, in words, when not this process's device (ZeroGPU)
+    where: str | None = None
+
+    def intro(self, workspace: studio.Workspace) -> str:
+        return INTRO.format(description=workspace.describe(self.where))
+
+    def gallery(self, workspace: studio.Workspace, enrolled: tuple[str, str] | None = None) -> list[tuple]:
+        """The known people; an enrolled face is served from its session's folder, never Gradio's shared cache."""
+        bundled = self.workspaces.gallery(workspace)
+        return [*bundled, enrolled] if enrolled else list(bundled)
+
+
+# ------------------------------------------------------------------------------------------------- handlers
+# Each handler is a module-level function of the page's inputs (the App first, bound by _bind) that
+# returns {component: value} for what it changes, so each can be called and checked without a browser.
+
+
+def _register(session: studio.Session, request: gr.Request) -> None:
+    key = getattr(request, "session_hash", None)
+    owner = _cookie(getattr(request, "headers", None))
+    with _LOCK:
+        if key:
+            _LIVE[key] = session
+        if owner:
+            _OWNERS[session.folder.name] = owner
+
+
+def close_session(session: studio.Session | None) -> None:
+    """The one clean-up path of a session (the page closed, its state expired, or the page switched data): its job
+    is stopped and unbooked, its folder and uploads deleted, and it is forgotten by the server's tables. Idempotent:
+    Gradio may report the end of one page twice (unload and state expiry)."""
+    if session is None:
+        return
+    with _LOCK:
+        for key in [k for k, s in _LIVE.items() if s is session]:
+            del _LIVE[key]
+        _OWNERS.pop(session.folder.name, None)
+    JOBS.done(session)
+    session.close()
+
+
+def start(app: App, request: gr.Request) -> studio.Session:
+    """A page opened: its own session on the default workspace."""
+    session = studio.Session.start(app.workspace, SESSIONS_ROOT)
+    _register(session, request)
+    return session
+
+
+def end(request: gr.Request) -> None:
+    """A page closed."""
+    with _LOCK:
+        session = _LIVE.get(getattr(request, "session_hash", None))
+    close_session(session)
+
+
+def switch(
+    app: App,
+    session: studio.Session | None,
+    name: str,
+    request: gr.Request,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> dict[Any, Any]:
+    """Open another bundled data set and model: a fresh session on it (this page's runs and enrolment end)."""
+    page = app.page
+    try:
+        _check_session(session)
+        if name == session.workspace.bundle.name:
+            return {}
+        session.reserve("a change of model")
+        try:
+            workspace = app.workspaces.get(name, progress=_progress(progress))
+        finally:
+            session.release_booking("a change of model")
+    except Exception as error:
+        raise _friendly(error, session) from None
+    fresh = studio.Session.start(workspace, SESSIONS_ROOT)
+    _register(fresh, request)
+    close_session(session)
+    return {
+        page.session_state: fresh,
+        page.intro: app.intro(workspace),
+        page.people: app.gallery(workspace),
+        page.forget_who: gr.update(choices=_people_choices(workspace.split.known), value=[]),
+        **dict.fromkeys(page.results, None),
+        page.runs_table: gr.update(value=[]),
+        page.plot_runs: None,
+        page.run_status: f"Loaded the {workspace.bundle.title.split(':')[0]} model: choose whom it should forget.",
+        page.enrol_status: "",
+        page.enrol_crops: "",
+        page.enrol_failures: "",
+        page.enrol_held: "",
+        page.enrol_files: None,
+        page.pending: [],
+        page.photo_count: "",
+    }
+
+
+def restore_choice(app: App, session: studio.Session | None) -> dict[Any, Any]:
+    """After a failed switch, the chooser shows what is still loaded."""
+    loaded = session.workspace if session is not None else app.workspace
+    return {app.page.dataset_choice: loaded.bundle.name}
+
+
+def toggle(app: App, session: studio.Session | None, chosen: list[str] | None, evt: gr.SelectData) -> dict[Any, Any]:
+    """A face clicked in the gallery: select that person, or unselect them."""
+    known = session.identities if session is not None else app.workspace.split.known
+    chosen = list(chosen or [])
+    if evt.index is not None and 0 <= int(evt.index) < len(known):
+        name = known[int(evt.index)]
+        chosen = [c for c in chosen if c != name] if name in chosen else [*chosen, name]
+    return {app.page.forget_who: chosen}
+
+
+def add_webcam(app: App, session: studio.Session | None, photo: str | None, shots: list[str]) -> dict[Any, Any]:
+    if not photo:
+        raise gr.Error("Take a photo with the webcam first.")
+    _track(session, [photo])
+    shots = [*(shots or []), photo]
+    page = app.page
+    return {page.webcam: None, page.pending: shots, page.photo_count: f"{len(shots)} webcam photo(s) ready to enrol."}
+
+
+def track_webcam(session: studio.Session | None, photo: str | None) -> None:
+    """A webcam photo arrived: it is this session's upload (deleted with it), enrolled or not."""
+    _track(session, [photo] if photo else [])
+
+
+def use_example(app: App, session: studio.Session | None) -> dict[Any, Any]:
+    _check_session(session)
+    paths = [str(p) for p in studio.example_photos(session)]
+    page = app.page
+    count = f"{len(paths)} example photos chosen."
+    return {page.enrol_files: paths, page.enrol_name: "visitor", page.photo_count: count}
+
+
+def check_photos(app: App, session: studio.Session | None, files: Any, shots: list[str] | None) -> dict[Any, Any]:
+    """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
+    _track(session, [_file_path(f) for f in (files or [])])
+    count = len(files or []) + len(shots or [])
+    return {app.page.photo_count: f"{count} {'photo' if count == 1 else 'photos'} chosen." if count else ""}
+
+
+def do_enrol(
+    app: App,
+    session: studio.Session | None,
+    name: str,
+    files: Any,
+    shots: list[str] | None,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> dict[Any, Any]:
+    """Enrol the chosen photos as a new person (the photos are deleted once their faces are cut out)."""
+    page = app.page
+    photos: list[Path] = []
+    try:
+        _check_session(session)
+        studio.check_name(name, session.workspace.split)  # before the photos are taken: a bad name deletes nothing
+        photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(shots or []))
+        enrolment = studio.enrol(session, name, photos, progress=_progress(progress), should_stop=session.cancel.is_set)
+    except CancelledError:
+        return {page.enrol_status: "Enrolment cancelled; nothing changed."}
+    except Exception as error:  # every failure reaches the page as a message
+        if isinstance(error, TooFewFacesError) and photos:
+            error = TooFewFacesError(f"{error} The photos were deleted from the server; choose them again.")
+        raise _friendly(error, session) from None
+    finally:
+        for photo in photos:  # the faces live on as aligned crops in the session only
+            session.release_upload(photo)
+    JOBS.done(session, enrolment.seconds)
+    face = _image_paths(session, enrolment.crops[:1], [enrolment.name], "enrolled")[0]
+    failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
+    if failures:
+        count = len(enrolment.failures)
+        failures = f"**{count} {'photo' if count == 1 else 'photos'} without a usable face**\n{failures}"
+    return {
+        page.enrol_status: enrolment.summary,
+        page.enrol_crops: studio.faces_html(enrolment.crops, enrolment.captions),
+        page.enrol_failures: failures,
+        page.enrol_held: studio.predictions_html(enrolment.predictions),
+        page.forget_who: gr.update(choices=_people_choices(session.identities), value=[enrolment.name]),
+        page.people: app.gallery(session.workspace, (face[0], enrolment.name)),
+        page.enrol_files: None,
+        page.pending: [],
+    }
+
+
+def method_help(name: str) -> str:
+    """The method's title and the first paragraph of its docstring (which names its paper)."""
+    cls = method_class(name)
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    return f"**{cls.title}** — {doc}"
+
+
+def _job_widgets(app: App, what: str) -> tuple[gr.Markdown, gr.Button]:
+    """The status line and the button of a job ("a run" or "an enrolment")."""
+    page = app.page
+    return (page.run_status, page.run_button) if what == "a run" else (page.enrol_status, page.enrol_button)
+
+
+def book_job(app: App, what: str, session: studio.Session | None) -> dict[Any, Any]:
+    """At the click, before the job waits in the queue: book the session (a second click is refused, Cancel counts
+    from now), clear a run's old results, show the expected wait, disable the button."""
+    try:
+        _check_session(session)
+        session.reserve(what)
+    except Exception as error:
+        raise _friendly(error, session) from None
+    status, button = _job_widgets(app, what)
+    cleared = dict.fromkeys(app.page.results, None) if what == "a run" else {}
+    # the expected wait; Gradio's tracker shows the live queue position over it
+    return {**cleared, status: _waiting_text(*JOBS.book(session)), button: gr.update(interactive=False)}
+
+
+def job_failed(app: App, what: str, session: studio.Session | None) -> dict[Any, Any]:
+    """A booked job's event failed (its message was shown): the status line says so, the button comes back."""
+    message = session.last_error if session is not None and session.last_error else "see the message above"
+    if session is not None:
+        session.release_booking(what)
+    status, button = _job_widgets(app, what)
+    return {status: f"**The {what.split()[-1]} failed:** {message}", button: gr.update(interactive=True)}
+
+
+def job_ended(app: App, what: str, session: studio.Session | None) -> dict[Any, Any]:
+    """A booked job's event ended, however: a booking whose job never ran (refused, queue full) ends too."""
+    if session is not None:
+        JOBS.done(session)
+        session.release_booking(what)
+    return {_job_widgets(app, what)[1]: gr.update(interactive=True)}
+
+
+def do_run(
+    app: App,
+    method_name: str,
+    session: studio.Session | None,
+    chosen: list[str] | None,
+    seed: Any,
+    with_gold: Any,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+    *values: Any,
+) -> dict[Any, Any]:
+    """Forget the chosen people with ``method_name`` at the form's ``values``; show the verdict, cards and figures."""
+    page = app.page
+    fields = method_class(method_name).fields_info()
+    try:
+        _check_session(session)
+        settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
+        log.info("run %s with %s", method_name, settings)
+        record = studio.run_forget(
+            session,
+            chosen or [],
+            create_method(method_name, **settings),
+            seed=_seed(seed),
+            with_gold=read_flag(with_gold, "'Also train the gold model'"),
+            progress=_progress(progress),
+            should_stop=session.cancel.is_set,
+            runner=RUNNER,
+        )
+    except CancelledError:
+        return {page.run_status: "Run cancelled; nothing changed."}
+    except Exception as error:
+        raise _friendly(error, session) from None
+    JOBS.done(session, record.seconds)
+    log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
+    outputs = record.outcome.outputs
+    rows = session.runs_table()
+    return {
+        page.verdict: record.verdict,
+        page.cards: studio.cards_html(record),
+        page.predictions: studio.predictions_html(record.predictions),
+        page.plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
+        # the app forgets whole people: their non-members are the unseen people
+        page.plot_attack: attack_figure(
+            outputs["before"], outputs["after"], forget_mode="identity", gold=outputs.get("gold")
+        ),
+        page.runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
+        page.plot_runs: runs_figure(rows),
+        page.downloads: [str(path) for path in record.files.values()],
+        page.run_status: f"Run {record.label} finished in {record.seconds:.1f} s.",
+    }
+
+
+def cancel(app: App, session: studio.Session | None) -> dict[Any, Any]:
+    text = "Cancelling…" if session is not None and session.request_cancel() else "Nothing is running to cancel."
+    return {app.page.run_status: text}
+
+
+# ------------------------------------------------------------------------------------------------- layout and wiring
+def _bind(handler: Callable[..., Any], *bound: Any) -> Callable[..., Any]:
+    """``handler`` with its first arguments bound, as a function Gradio can read: its name (the event's API name),
+    and the signature and type hints of the arguments left, by which Gradio passes ``gr.Request``,
+    ``gr.SelectData`` and ``gr.Progress`` (a ``functools.partial`` hides the hints, so Gradio would not)."""
+
+    @functools.wraps(handler)
+    def bound_handler(*args: Any, **kwargs: Any) -> Any:
+        return handler(*bound, *args, **kwargs)
+
+    signature = inspect.signature(handler)
+    bound_handler.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[len(bound) :]
+    )
+    return bound_handler
+
+
+def _layout(app: App) -> Page:
+    """Create the page's components in their places (inside a ``gr.Blocks``); no event is wired here but the
+    settings form's, which is rebuilt with the method."""
+    workspace = app.workspace
+    session_state = gr.State(None, delete_callback=close_session)
+    pending = gr.State([])
+    intro_md = gr.Markdown(app.intro(workspace), elem_id="intro")
+    dataset_choice = gr.Radio(
+        choices=[(bundle(n).title, n) for n in bundle_names()],
+        value=workspace.bundle.name,
+        label="Data and model",
+        info="Switching starts afresh: this page's runs and enrolled face set are dropped.",
+        elem_id="dataset",
+    )
+    # Results first (unrendered), so the settings form's run event can name them; placed below.
+    verdict = gr.Markdown(elem_id="verdict", render=False)
+    cards = gr.HTML(elem_id="cards", render=False)
+    predictions = gr.HTML(label="Predictions before → after (→ gold)", elem_id="predictions", render=False)
+    plot_embedding = gr.Plot(label="Feature distributions", elem_id="plot-embedding", render=False)
+    plot_attack = gr.Plot(label="Membership attack", elem_id="plot-attack", render=False)
+    runs_table = gr.Dataframe(
+        headers=[RUN_HEADERS.get(c, c) for c in RUN_COLUMNS],
+        interactive=False,
+        elem_id="runs-table",
+        wrap=True,
+        render=False,
+    )
+    plot_runs = gr.Plot(label="Compare runs", elem_id="plot-runs", render=False)
+    downloads = gr.File(
+        label="Downloads: report (JSON, Markdown) and the unlearned model (safetensors)",
+        file_count="multiple",
+        interactive=False,
+        elem_id="downloads",
+        render=False,
+    )
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
+            people = gr.Gallery(
+                value=app.gallery(workspace),
+                label="People the model knows",
+                columns=10,
+                height="auto",
+                allow_preview=False,
+                elem_id="identity-gallery",
+            )
+            forget_who = gr.Dropdown(
+                choices=_people_choices(workspace.split.known),
+                value=[],
+                multiselect=True,
+                label="People to forget",
+                elem_id="forget-who",
+            )
+            with gr.Accordion(
+                f"Or upload your own face set ({studio.MIN_ENROL_FACES}–{studio.MAX_UPLOAD_PHOTOS} photos of "
+                "one person)",
+                open=False,
+            ):
+                gr.Markdown(
+                    "Your photos are used only in this browser session: faces are cut out, the photos deleted "
+                    "at once, and everything else when you close the page. The model is retrained with you as "
+                    "a new person, so that you can then be forgotten like anyone else. Copies of one photo are "
+                    "used once, and faces that look like someone else are pointed out. With fewer than "
+                    f"{studio.MIN_ATTACK_PHOTOS + 3} faces the membership attack has too few photos to judge."
+                )
+                enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
+                example_button = gr.Button(
+                    "No photos at hand? Use an example face set (a person the model never saw)",
+                    size="sm",
+                    elem_id="enrol-example",
+                )
+                enrol_files = gr.File(
+                    file_count="multiple", file_types=["image"], label="Photos", elem_id="enrol-files"
+                )
+                with gr.Row():
+                    webcam = gr.Image(
+                        sources=["webcam"],
+                        type="filepath",
+                        image_mode=None,
+                        label="Or take photos",
+                        elem_id="enrol-webcam",
+                    )
+                    add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
+                photo_count = gr.Markdown(elem_id="enrol-count")
+                enrol_button = gr.Button("Enrol this person", variant="primary", elem_id="enrol-button")
+                enrol_status = gr.Markdown(elem_id="enrol-status", elem_classes=["dlfd-status"])
+                enrol_failures = gr.Markdown(elem_id="enrol-failures")
+                gr.Markdown("**Faces found**")
+                enrol_crops = gr.HTML(elem_id="enrol-crops")
+                gr.Markdown("**Recognition of the held-out photos**")
+                enrol_held = gr.HTML(elem_id="enrol-heldout")
+        with gr.Column(scale=2):
+            gr.Markdown("### 2. Method and settings")
+            method = gr.Dropdown(
+                choices=[(f"{method_class(n).title} ({n})", n) for n in method_names()],
+                value="dlfd",
+                label="Method",
+                elem_id="method",
+            )
+            method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
+            with gr.Row():
+                seed = _number(
+                    0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
+                )
+                with_gold = gr.Checkbox(
+                    True,
+                    label="Also train the gold model (retrained without them)",
+                    elem_id="with-gold",
+                    interactive=True,
+                )
+            with gr.Row():
+                run_button = gr.Button("Forget", variant="primary", elem_id="run")
+                cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            run_status = gr.Markdown(elem_id="run-status", elem_classes=["dlfd-status"])
+            page = Page(
+                session_state=session_state,
+                pending=pending,
+                intro=intro_md,
+                dataset_choice=dataset_choice,
+                people=people,
+                forget_who=forget_who,
+                enrol_name=enrol_name,
+                example_button=example_button,
+                enrol_files=enrol_files,
+                webcam=webcam,
+                add_photo=add_photo,
+                photo_count=photo_count,
+                enrol_button=enrol_button,
+                enrol_status=enrol_status,
+                enrol_failures=enrol_failures,
+                enrol_crops=enrol_crops,
+                enrol_held=enrol_held,
+                method=method,
+                method_info=method_info,
+                seed=seed,
+                with_gold=with_gold,
+                run_button=run_button,
+                cancel_button=cancel_button,
+                run_status=run_status,
+                verdict=verdict,
+                cards=cards,
+                predictions=predictions,
+                plot_embedding=plot_embedding,
+                plot_attack=plot_attack,
+                runs_table=runs_table,
+                plot_runs=plot_runs,
+                downloads=downloads,
+            )
+            app.page = page
+
+            @gr.render(inputs=method)
+            def settings_form(name: str) -> None:  # the form follows the method
+                _settings_form(app, name)
+
+    gr.Markdown("### 3. Results")
+    verdict.render()
+    cards.render()
+    gr.Markdown("**Predictions before → after (→ gold)**")
+    predictions.render()
+    plot_embedding.render()
+    plot_attack.render()
+    gr.Markdown("### Runs in this session")
+    runs_table.render()
+    plot_runs.render()
+    downloads.render()
+    gr.Markdown(CREDITS, elem_id="credits")
+    return page
+
+
+def _settings_form(app: App, name: str) -> None:
+    """The method's settings and its run event (re-rendered when the method changes): the run's method is the one
+    this form was built for."""
+    page = app.page
+    with gr.Accordion(f"Settings of {name}", open=False, elem_id="settings"):
+        values = [_field_component(f) for f in method_class(name).fields_info()]
+    # the session is booked at the click, so a Cancel pressed while the run waits in the queue still counts, and a
+    # second click is refused
+    booked = page.run_button.click(
+        _bind(book_job, app, "a run"),
+        inputs=page.session_state,
+        outputs=[*page.results, page.run_status, page.run_button],
+        queue=False,
+        api_name="book_run",
+        api_visibility="undocumented",
+    )
+    run = booked.success(
+        _bind(do_run, app, name),
+        inputs=[page.session_state, page.forget_who, page.seed, page.with_gold, *values],
+        outputs=[*page.results, page.runs_table, page.plot_runs, page.run_status],
+        concurrency_id="device",
+        concurrency_limit=1,
+        show_progress_on=[page.run_status],  # one progress bar, not an animated overlay per output
+        api_name="forget",
+    )
+    _after_job(app, run, "a run")
+
+
+def _after_job(app: App, event: Any, what: str) -> None:
+    """Once a booked job's event ends: on failure its message goes to the status line; in any case the booking ends
+    and the button comes back."""
+    common = {"inputs": app.page.session_state, "queue": False, "api_visibility": "private"}
+    status, button = _job_widgets(app, what)
+    event.failure(_bind(job_failed, app, what), outputs=[status, button], **common)
+    event.then(_bind(job_ended, app, what), outputs=button, **common)
+
+
+def _wire(app: App, demo: gr.Blocks) -> None:
+    """Connect the page's events to the handlers."""
+    page = app.page
+    demo.load(_bind(start, app), outputs=page.session_state)
+    demo.unload(end)
+    page.people.select(_bind(toggle, app), inputs=[page.session_state, page.forget_who], outputs=page.forget_who)
+    switching = page.dataset_choice.input(
+        _bind(switch, app),
+        inputs=[page.session_state, page.dataset_choice],
+        outputs=[
+            page.session_state,
+            page.intro,
+            page.people,
+            page.forget_who,
+            *page.results,
+            page.runs_table,
+            page.plot_runs,
+            page.run_status,
+            page.enrol_status,
+            page.enrol_crops,
+            page.enrol_failures,
+            page.enrol_held,
+            page.enrol_files,
+            page.pending,
+            page.photo_count,
+        ],
+        concurrency_id="device",
+        concurrency_limit=1,
+        show_progress_on=[page.run_status],
+        api_name="switch_model",
+    )
+    switching.failure(_bind(restore_choice, app), inputs=page.session_state, outputs=page.dataset_choice, queue=False)
+    page.method.change(method_help, inputs=page.method, outputs=page.method_info)
+    page.add_photo.click(
+        _bind(add_webcam, app),
+        inputs=[page.session_state, page.webcam, page.pending],
+        outputs=[page.webcam, page.pending, page.photo_count],
+    )
+    page.webcam.change(track_webcam, [page.session_state, page.webcam])
+    page.example_button.click(
+        _bind(use_example, app),
+        inputs=page.session_state,
+        outputs=[page.enrol_files, page.enrol_name, page.photo_count],
+    )
+    # preprocess=False: the handlers read the files' records themselves (_file_path); Gradio's gr.File.preprocess
+    # would leave an empty temporary file per named photo, as many as a hand-made request names
+    page.enrol_files.change(
+        _bind(check_photos, app),
+        inputs=[page.session_state, page.enrol_files, page.pending],
+        outputs=page.photo_count,
+        preprocess=False,
+    )
+    booked = page.enrol_button.click(
+        _bind(book_job, app, "an enrolment"),
+        inputs=page.session_state,
+        outputs=[page.enrol_status, page.enrol_button],
+        queue=False,
+        api_name="book_enrolment",
+        api_visibility="undocumented",
+    )
+    enrolling = booked.success(
+        _bind(do_enrol, app),
+        inputs=[page.session_state, page.enrol_name, page.enrol_files, page.pending],
+        outputs=page.enrolment_outputs,
+        concurrency_id="device",
+        concurrency_limit=1,
+        show_progress_on=[page.enrol_status],
+        api_name="enrol",
+        preprocess=False,
+    )
+    _after_job(app, enrolling, "an enrolment")
+    page.cancel_button.click(
+        _bind(cancel, app),
+        inputs=page.session_state,
+        outputs=page.run_status,
+        queue=False,
+        api_name="cancel",
+    )
+
+
 def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
-    """Build the page on a loaded workspace (the bundled default when omitted)."""
+    """Build the page on a loaded workspace (the bundled default when omitted): lay it out, then wire it."""
     if workspace is None:
         workspace = (
             _PRELOAD.result()
@@ -424,449 +1073,13 @@ def build_demo(workspace: studio.Workspace | None = None) -> gr.Blocks:
     # session folders an earlier run of the server left (after a crash); nothing else in the folder is touched
     studio.remove_stale_sessions(SESSIONS_ROOT)
     gr.set_static_paths([str(SESSIONS_ROOT)])
-    names = method_names()
     workspaces = Workspaces(workspace)
     # on ZeroGPU this process has no GPU; each run gets one (enrolment trains here, on the CPU)
     where = "ZeroGPU GPU, one run at a time (enrolment trains on the CPU)" if ZERO_GPU else None
-
-    def _register(session: studio.Session, request: gr.Request, previous: studio.Session | None = None) -> None:
-        key = getattr(request, "session_hash", None)
-        owner = _cookie(getattr(request, "headers", None))
-        with _LOCK:
-            if key:
-                _LIVE[key] = session
-            if previous is not None:
-                _OWNERS.pop(previous.folder.name, None)
-            if owner:
-                _OWNERS[session.folder.name] = owner
-
-    def start(request: gr.Request):
-        session = studio.Session.start(workspace, SESSIONS_ROOT)
-        _register(session, request)
-        return session
-
-    def end(request: gr.Request):
-        key = getattr(request, "session_hash", None)
-        with _LOCK:
-            session = _LIVE.pop(key, None)
-            if session is not None:
-                _OWNERS.pop(session.folder.name, None)
-        _close(session)
-
-    def gallery_items(ws: studio.Workspace, enrolled: tuple[str, str] | None = None):
-        """The known people; an enrolled face is served from its session's folder, never Gradio's shared cache."""
-        bundled = workspaces.gallery(ws)
-        return [*bundled, enrolled] if enrolled else list(bundled)
-
-    def intro_text(ws: studio.Workspace) -> str:
-        return INTRO.format(description=ws.describe(where))
-
-    def switch(session: studio.Session | None, name: str, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        """Open another bundled data set and model: a fresh session on it (this page's runs and enrolment end)."""
-        try:
-            _check_session(session)
-            if name == session.workspace.bundle.name:
-                return {}
-            session.reserve("a change of model")
-            try:
-                ws = workspaces.get(name, progress=_progress(progress))
-            finally:
-                session.release_booking("a change of model")
-        except Exception as error:
-            raise _friendly(error, session) from None
-        fresh = studio.Session.start(ws, SESSIONS_ROOT)
-        _register(fresh, request, previous=session)
-        _close(session)
-        return {
-            session_state: fresh,
-            intro: intro_text(ws),
-            people: gallery_items(ws),
-            forget_who: gr.update(choices=_people_choices(ws.split.known), value=[]),
-            **dict.fromkeys(result_outputs, None),
-            runs_table: gr.update(value=[]),
-            plot_runs: None,
-            run_status: f"Loaded the {ws.bundle.title.split(':')[0]} model: choose whom it should forget.",
-            enrol_status: "",
-            enrol_crops: "",
-            enrol_failures: "",
-            enrol_held: "",
-            enrol_files: None,
-            pending: [],
-            photo_count: "",
-        }
-
-    def restore_choice(session: studio.Session | None):
-        """After a failed switch, the chooser shows what is still loaded."""
-        return session.workspace.bundle.name if session is not None else workspace.bundle.name
-
-    def toggle(session: studio.Session, chosen: list[str] | None, evt: gr.SelectData):
-        known = session.identities if session is not None else workspace.split.known
-        chosen = list(chosen or [])
-        if evt.index is None or not 0 <= int(evt.index) < len(known):
-            return chosen
-        name = known[int(evt.index)]
-        return [c for c in chosen if c != name] if name in chosen else [*chosen, name]
-
-    def add_webcam(session, photo: str | None, shots: list[str]):
-        if not photo:
-            raise gr.Error("Take a photo with the webcam first.")
-        _track(session, [photo])
-        shots = [*(shots or []), photo]
-        return None, shots, f"{len(shots)} webcam photo(s) ready to enrol."
-
-    def do_enrol(session, name, files, shots, progress=gr.Progress()):  # noqa: B008
-        photos: list[Path] = []
-        try:
-            _check_session(session)
-            studio.check_name(name, session.workspace.split)  # before the photos are taken: a bad name deletes nothing
-            photos = _uploads(session, [_file_path(f) for f in (files or [])] + list(shots or []))
-            enrolment = studio.enrol(
-                session,
-                name,
-                photos,
-                progress=_progress(progress),
-                should_stop=session.cancel.is_set,
-            )
-        except CancelledError:
-            return {enrol_status: "Enrolment cancelled; nothing changed."}
-        except Exception as error:  # every failure reaches the page as a message
-            if isinstance(error, TooFewFacesError) and photos:
-                error = TooFewFacesError(f"{error} The photos were deleted from the server; choose them again.")
-            raise _friendly(error, session) from None
-        finally:
-            for photo in photos:  # the faces live on as aligned crops in the session only
-                session.release_upload(photo)
-        JOBS.done(session, enrolment.seconds)
-        face = _image_paths(session, enrolment.crops[:1], [enrolment.name], "enrolled")[0]
-        failures = "\n".join(f"- **{n}**: {why}" for n, why in enrolment.failures)
-        if failures:
-            count = len(enrolment.failures)
-            failures = f"**{count} {'photo' if count == 1 else 'photos'} without a usable face**\n{failures}"
-        return {
-            enrol_status: enrolment.summary,
-            enrol_crops: studio.faces_html(enrolment.crops, enrolment.captions),
-            enrol_failures: failures,
-            enrol_held: studio.predictions_html(enrolment.predictions),
-            forget_who: gr.update(choices=_people_choices(session.identities), value=[enrolment.name]),
-            people: gallery_items(session.workspace, (face[0], enrolment.name)),
-            enrol_files: None,
-            pending: [],
-        }
-
-    def use_example(session):
-        paths = [str(p) for p in studio.example_photos(session)]
-        return paths, "visitor", f"{len(paths)} example photos chosen."
-
-    def check_photos(session, files, shots):
-        """How many photos are waiting to be enrolled (each one is handed to the session for deletion at its end)."""
-        _track(session, [_file_path(f) for f in (files or [])])
-        count = len(files or []) + len(shots or [])
-        return f"{count} {'photo' if count == 1 else 'photos'} chosen." if count else ""
-
-    def method_help(name: str) -> str:
-        cls = method_class(name)
-        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        return f"**{cls.title}** — {doc}"
-
-    result_outputs: list[gr.components.Component] = []  # filled below, once the components exist
-
-    def start_job(what: str):
-        def handler(session: studio.Session | None):
-            try:
-                _check_session(session)
-                session.reserve(what)
-            except Exception as error:
-                raise _friendly(error, session) from None
-            cleared = dict.fromkeys(result_outputs, None) if what == "a run" else {}
-            return {
-                **cleared,
-                # the expected wait; Gradio's tracker shows the live queue position over it
-                (run_status if what == "a run" else enrol_status): _waiting_text(*JOBS.book(session)),
-                (run_button if what == "a run" else enrol_button): gr.update(interactive=False),
-            }
-
-        return handler
-
-    def finish_job(what: str):
-        def handler(session: studio.Session | None):
-            if session is not None:
-                JOBS.done(session)
-                session.release_booking(what)  # the job never ran (refused, or the queue was full)
-            return gr.update(interactive=True)
-
-        return handler
-
-    def failed(job: str):
-        def handler(session: studio.Session | None):
-            message = session.last_error if session is not None and session.last_error else "see the message above"
-            if session is not None:
-                session.release_booking(job)
-            return f"**The {job.split()[-1]} failed:** {message}", gr.update(interactive=True)
-
-        return handler
-
-    def after_job(event: Any, job: str, status: gr.Markdown, button: gr.Button) -> None:
-        """Once a booked job's event ends: on failure its message goes to the status line; in any case the booking
-        ends and the button comes back."""
-        common = {"inputs": session_state, "queue": False, "api_visibility": "private"}
-        event.failure(failed(job), outputs=[status, button], **common)
-        event.then(finish_job(job), outputs=button, **common)
-
-    def do_run(method_name, session, chosen, seed, with_gold, progress=gr.Progress(), *values):  # noqa: B008
-        fields = method_class(method_name).fields_info()
-        try:
-            _check_session(session)
-            settings = {f["name"]: _typed(f, v) for f, v in zip(fields, values, strict=True)}
-            log.info("run %s with %s", method_name, settings)
-            method = create_method(method_name, **settings)
-            record = studio.run_forget(
-                session,
-                chosen or [],
-                method,
-                seed=_seed(seed),
-                with_gold=read_flag(with_gold, "'Also train the gold model'"),
-                progress=_progress(progress),
-                should_stop=session.cancel.is_set,
-                runner=RUNNER,
-            )
-        except CancelledError:
-            return {run_status: "Run cancelled; nothing changed."}
-        except Exception as error:
-            raise _friendly(error, session) from None
-        JOBS.done(session, record.seconds)
-        log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
-        outputs = record.outcome.outputs
-        rows = session.runs_table()
-        return {
-            verdict: record.verdict,
-            cards: studio.cards_html(record),
-            predictions: studio.predictions_html(record.predictions),
-            plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
-            # the app forgets whole people: their non-members are the unseen people
-            plot_attack: attack_figure(
-                outputs["before"], outputs["after"], forget_mode="identity", gold=outputs.get("gold")
-            ),
-            runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
-            plot_runs: runs_figure(rows),
-            downloads: [str(path) for path in record.files.values()],
-            run_status: f"Run {record.label} finished in {record.seconds:.1f} s.",
-        }
-
-    def cancel(session: studio.Session | None):
-        if session is not None and session.request_cancel():
-            return "Cancelling…"
-        return "Nothing is running to cancel."
-
     with gr.Blocks(title="DLFD Studio", delete_cache=(600, 1800)) as demo:
-        session_state = gr.State(None, delete_callback=_close)
-        pending = gr.State([])
-        intro = gr.Markdown(intro_text(workspace), elem_id="intro")
-        dataset_choice = gr.Radio(
-            choices=[(bundle(n).title, n) for n in bundle_names()],
-            value=workspace.bundle.name,
-            label="Data and model",
-            info="Switching starts afresh: this page's runs and enrolled face set are dropped.",
-            elem_id="dataset",
-        )
-        # Results first (unrendered), so the settings form's run event can name them; placed below.
-        verdict = gr.Markdown(elem_id="verdict", render=False)
-        cards = gr.HTML(elem_id="cards", render=False)
-        predictions = gr.HTML(label="Predictions before → after (→ gold)", elem_id="predictions", render=False)
-        plot_embedding = gr.Plot(label="Feature distributions", elem_id="plot-embedding", render=False)
-        plot_attack = gr.Plot(label="Membership attack", elem_id="plot-attack", render=False)
-        runs_table = gr.Dataframe(
-            headers=[RUN_HEADERS.get(c, c) for c in RUN_COLUMNS],
-            interactive=False,
-            elem_id="runs-table",
-            wrap=True,
-            render=False,
-        )
-        plot_runs = gr.Plot(label="Compare runs", elem_id="plot-runs", render=False)
-        downloads = gr.File(
-            label="Downloads: report (JSON, Markdown) and the unlearned model (safetensors)",
-            file_count="multiple",
-            interactive=False,
-            elem_id="downloads",
-            render=False,
-        )
-        result_outputs.extend([verdict, cards, predictions, plot_embedding, plot_attack, downloads])
-
-        with gr.Row():
-            with gr.Column(scale=3):
-                gr.Markdown("### 1. Who should the model forget?\nClick faces to select or unselect them.")
-                people = gr.Gallery(
-                    value=gallery_items(workspace),
-                    label="People the model knows",
-                    columns=10,
-                    height="auto",
-                    allow_preview=False,
-                    elem_id="identity-gallery",
-                )
-                forget_who = gr.Dropdown(
-                    choices=_people_choices(workspace.split.known),
-                    value=[],
-                    multiselect=True,
-                    label="People to forget",
-                    elem_id="forget-who",
-                )
-                with gr.Accordion(
-                    f"Or upload your own face set ({studio.MIN_ENROL_FACES}–{studio.MAX_UPLOAD_PHOTOS} photos of "
-                    "one person)",
-                    open=False,
-                ):
-                    gr.Markdown(
-                        "Your photos are used only in this browser session: faces are cut out, the photos deleted "
-                        "at once, and everything else when you close the page. The model is retrained with you as "
-                        "a new person, so that you can then be forgotten like anyone else. Copies of one photo are "
-                        "used once, and faces that look like someone else are pointed out. With fewer than "
-                        f"{studio.MIN_ATTACK_PHOTOS + 3} faces the membership attack has too few photos to judge."
-                    )
-                    enrol_name = gr.Textbox(label="Name", placeholder="e.g. me", elem_id="enrol-name")
-                    example_button = gr.Button(
-                        "No photos at hand? Use an example face set (a person the model never saw)",
-                        size="sm",
-                        elem_id="enrol-example",
-                    )
-                    enrol_files = gr.File(
-                        file_count="multiple", file_types=["image"], label="Photos", elem_id="enrol-files"
-                    )
-                    with gr.Row():
-                        webcam = gr.Image(
-                            sources=["webcam"],
-                            type="filepath",
-                            image_mode=None,
-                            label="Or take photos",
-                            elem_id="enrol-webcam",
-                        )
-                        add_photo = gr.Button("Add webcam photo", size="sm", elem_id="enrol-add-webcam")
-                    photo_count = gr.Markdown(elem_id="enrol-count")
-                    enrol_button = gr.Button("Enrol this person", variant="primary", elem_id="enrol-button")
-                    enrol_status = gr.Markdown(elem_id="enrol-status", elem_classes=["dlfd-status"])
-                    enrol_failures = gr.Markdown(elem_id="enrol-failures")
-                    gr.Markdown("**Faces found**")
-                    enrol_crops = gr.HTML(elem_id="enrol-crops")
-                    gr.Markdown("**Recognition of the held-out photos**")
-                    enrol_held = gr.HTML(elem_id="enrol-heldout")
-            with gr.Column(scale=2):
-                gr.Markdown("### 2. Method and settings")
-                method = gr.Dropdown(
-                    choices=[(f"{method_class(n).title} ({n})", n) for n in names],
-                    value="dlfd",
-                    label="Method",
-                    elem_id="method",
-                )
-                method_info = gr.Markdown(method_help("dlfd"), elem_id="method-info")
-                with gr.Row():
-                    seed = _number(
-                        0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed", interactive=True
-                    )
-                    with_gold = gr.Checkbox(
-                        True,
-                        label="Also train the gold model (retrained without them)",
-                        elem_id="with-gold",
-                        interactive=True,
-                    )
-                with gr.Row():
-                    run_button = gr.Button("Forget", variant="primary", elem_id="run")
-                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                run_status = gr.Markdown(elem_id="run-status", elem_classes=["dlfd-status"])
-
-                @gr.render(inputs=method)
-                def settings_form(name: str):
-                    with gr.Accordion(f"Settings of {name}", open=False, elem_id="settings"):
-                        values = [_field_component(f) for f in method_class(name).fields_info()]
-                    # the run's method is the one this form was built for; the session is booked at the click, so a
-                    # Cancel pressed while the run waits in the queue still counts, and a second click is refused
-                    booked = run_button.click(
-                        start_job("a run"),
-                        inputs=session_state,
-                        outputs=[*result_outputs, run_status, run_button],
-                        queue=False,
-                        api_name="book_run",
-                        api_visibility="undocumented",
-                    )
-                    run = booked.success(
-                        functools.partial(do_run, name),
-                        inputs=[session_state, forget_who, seed, with_gold, *values],
-                        outputs=[*result_outputs, runs_table, plot_runs, run_status],
-                        concurrency_id="device",
-                        concurrency_limit=1,
-                        show_progress_on=[run_status],  # one progress bar, not an animated overlay per output
-                        api_name="forget",
-                    )
-                    after_job(run, "a run", run_status, run_button)
-
-        gr.Markdown("### 3. Results")
-        verdict.render()
-        cards.render()
-        gr.Markdown("**Predictions before → after (→ gold)**")
-        predictions.render()
-        plot_embedding.render()
-        plot_attack.render()
-        gr.Markdown("### Runs in this session")
-        runs_table.render()
-        plot_runs.render()
-        downloads.render()
-        gr.Markdown(CREDITS, elem_id="credits")
-
-        demo.load(start, outputs=session_state)
-        demo.unload(end)
-        people.select(toggle, inputs=[session_state, forget_who], outputs=forget_who)
-        switching = dataset_choice.input(
-            switch,
-            inputs=[session_state, dataset_choice],
-            outputs=[
-                session_state,
-                intro,
-                people,
-                forget_who,
-                *result_outputs,
-                runs_table,
-                plot_runs,
-                run_status,
-                enrol_status,
-                enrol_crops,
-                enrol_failures,
-                enrol_held,
-                enrol_files,
-                pending,
-                photo_count,
-            ],
-            concurrency_id="device",
-            concurrency_limit=1,
-            show_progress_on=[run_status],
-            api_name="switch_model",
-        )
-        switching.failure(restore_choice, inputs=session_state, outputs=dataset_choice, queue=False)
-        method.change(method_help, inputs=method, outputs=method_info)
-        add_photo.click(add_webcam, inputs=[session_state, webcam, pending], outputs=[webcam, pending, photo_count])
-        webcam.change(lambda session, photo: _track(session, [photo] if photo else []), [session_state, webcam])
-        example_button.click(use_example, inputs=session_state, outputs=[enrol_files, enrol_name, photo_count])
-        # preprocess=False: the handlers read the files' records themselves (_file_path); Gradio's gr.File.preprocess
-        # would leave an empty temporary file per named photo, as many as a hand-made request names
-        enrol_files.change(
-            check_photos, inputs=[session_state, enrol_files, pending], outputs=photo_count, preprocess=False
-        )
-        booked = enrol_button.click(
-            start_job("an enrolment"),
-            inputs=session_state,
-            outputs=[enrol_status, enrol_button],
-            queue=False,
-            api_name="book_enrolment",
-            api_visibility="undocumented",
-        )
-        enrolling = booked.success(
-            do_enrol,
-            inputs=[session_state, enrol_name, enrol_files, pending],
-            outputs=[enrol_status, enrol_crops, enrol_failures, enrol_held, forget_who, people, enrol_files, pending],
-            concurrency_id="device",
-            concurrency_limit=1,
-            show_progress_on=[enrol_status],
-            api_name="enrol",
-            preprocess=False,
-        )
-        after_job(enrolling, "an enrolment", enrol_status, enrol_button)
-        cancel_button.click(cancel, inputs=session_state, outputs=run_status, queue=False, api_name="cancel")
+        app = App(page=None, workspaces=workspaces, workspace=workspace, where=where)  # type: ignore[arg-type]
+        _layout(app)
+        _wire(app, demo)
     return demo
 
 

@@ -163,7 +163,7 @@ def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path.cwd()}"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "('dlfd_core.studio', 'execute_job', 120)" in result.stdout
+    assert "('dlfd_core.studio.runs', 'execute_job', 120)" in result.stdout
 
 
 def test_the_job_board_counts_jobs_ahead_and_estimates_from_recent_ones():
@@ -180,3 +180,93 @@ def test_the_job_board_counts_jobs_ahead_and_estimates_from_recent_ones():
     assert board.book(b) == (1, 30.0)
     assert "1 job of other pages ahead" in app._waiting_text(1, 30.0) and "about 30 s" in app._waiting_text(1, 30.0)
     assert app._waiting_text(0, None) == "Starting…"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the handlers, called as Gradio calls them, without a browser
+
+
+@pytest.fixture(scope="module")
+def page_app(tmp_path_factory):
+    """The page's App on the bundled default: its components laid out in a Blocks, its handlers unbound."""
+    workspace = studio.load_workspace("orl")
+    with gr.Blocks():
+        ctx = app.App(page=None, workspaces=app.Workspaces(workspace), workspace=workspace)
+        app._layout(ctx)
+    return ctx
+
+
+def _no_progress(*args, **kwargs):
+    return None
+
+
+def test_a_run_from_booking_to_results_through_the_handlers(page_app, tmp_path):
+    page = page_app.page
+    session = studio.Session.start(page_app.workspace, tmp_path)
+    try:
+        booked = app.book_job(page_app, "a run", session)
+        assert booked[page.run_button] == gr.update(interactive=False)
+        assert booked[page.verdict] is None and booked[page.run_status].startswith("Starting")
+        with pytest.raises(gr.Error, match="already waiting or running"):  # a second click
+            app.book_job(page_app, "a run", session)
+        fields = method_class("class_reset").fields_info()
+        out = app.do_run(
+            page_app, "class_reset", session, ["s7"], 0, False, _no_progress, *(f["default"] for f in fields)
+        )
+        assert out[page.verdict].startswith("**s7: not judged.**")
+        assert "data-metric='forget_train_acc'" in out[page.cards]
+        assert out[page.run_status].startswith("Run #1 class_reset finished")
+        assert len(out[page.runs_table]["value"]) == 1 and len(out[page.downloads]) == 3
+        assert app.job_ended(page_app, "a run", session) == {page.run_button: gr.update(interactive=True)}
+        assert session.job is None
+        assert app.cancel(page_app, session) == {page.run_status: "Nothing is running to cancel."}
+    finally:
+        app.close_session(session)
+
+
+def test_a_bad_setting_is_a_message_and_leaves_the_session_as_it_was(page_app, tmp_path):
+    page = page_app.page
+    session = studio.Session.start(page_app.workspace, tmp_path)
+    try:
+        app.book_job(page_app, "a run", session)
+        values = [f["default"] for f in method_class("finetune").fields_info()]
+        values[[f["name"] for f in method_class("finetune").fields_info()].index("lr")] = -1
+        with pytest.raises(gr.Error, match="lr"):
+            app.do_run(page_app, "finetune", session, ["s7"], 0, False, _no_progress, *values)
+        failed = app.job_failed(page_app, "a run", session)
+        assert failed[page.run_status].startswith("**The run failed:**") and "lr" in failed[page.run_status]
+        assert failed[page.run_button] == gr.update(interactive=True)
+        assert session.runs == [] and session.job is None
+    finally:
+        app.close_session(session)
+
+
+def test_selecting_faces_toggles_people_and_closing_a_session_is_one_idempotent_path(page_app, tmp_path):
+    from types import SimpleNamespace
+
+    page = page_app.page
+    session = studio.Session.start(page_app.workspace, tmp_path)
+    known = session.identities
+    chosen = app.toggle(page_app, session, [], SimpleNamespace(index=2))[page.forget_who]
+    assert chosen == [known[2]]
+    assert app.toggle(page_app, session, chosen, SimpleNamespace(index=2))[page.forget_who] == []
+    assert app.toggle(page_app, session, chosen, SimpleNamespace(index=999))[page.forget_who] == chosen
+    request = SimpleNamespace(session_hash="hash-of-this-test", headers={})
+    app._register(session, request)
+    assert app._LIVE["hash-of-this-test"] is session
+    app.end(request)  # the page closed
+    assert "hash-of-this-test" not in app._LIVE and not session.folder.exists()
+    app.close_session(session)  # and its state expired: nothing left to do, no error
+    with pytest.raises(gr.Error, match="session has ended"):
+        app.book_job(page_app, "a run", session)
+
+
+def test_bound_handlers_keep_their_name_and_the_arguments_gradio_fills(page_app):
+    import inspect
+
+    bound = app._bind(app.switch, page_app)
+    assert bound.__name__ == "switch"
+    assert list(inspect.signature(bound).parameters) == ["session", "name", "request", "progress"]
+    from gradio.utils import get_type_hints
+
+    assert get_type_hints(bound)["request"] is gr.Request
