@@ -8,6 +8,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,122 @@ def _split_groups(groups: Sequence[Sequence[int]]) -> tuple[list[int], list[int]
     return train, holdout, test
 
 
+@dataclass(frozen=True)
+class UsableFaces:
+    """The faces of an upload that an enrolment uses, and what the person is told about them.
+
+    Attributes:
+        crops: one aligned face per different photo, in upload order.
+        groups: rows of ``crops`` that are near-identical copies of each other (kept on one side of the split).
+        captions: one per crop: its number, its file, and what to check about it.
+        failures: (file name, reason) for each photo without a usable face.
+        notes: how repeats and near-identical photos were handled.
+        warnings: what may be wrong (faces of another person, photos with several faces).
+    """
+
+    crops: list[np.ndarray]
+    groups: list[list[int]]
+    captions: list[str]
+    failures: list[tuple[str, str]]
+    notes: list[str]
+    warnings: list[str]
+
+
+def _usable_faces(photos: Sequence[Any], aligner: Any, progress: ProgressFn) -> UsableFaces:
+    """Align the photos, drop repeats, keep near-identical ones together, flag faces of another person.
+
+    Raises:
+        TooFewFacesError: fewer than :data:`MIN_ENROL_FACES` different usable faces.
+    """
+    results = aligner.align_batch(list(photos), progress=scaled(progress, 0.0, 0.25))
+    found, failures = [], []  # found: (photo index, aligned face)
+    for index, (photo, result) in enumerate(zip(photos, results, strict=True)):
+        if isinstance(result, DLFDError):
+            # name the file as the person knows it, never by the server's path to it
+            shown = _photo_name(photo, index)
+            failures.append((shown, str(result).replace(str(photo), shown)))
+        else:
+            found.append((index, result))
+    progress(0.25, "checking the faces for copies and other people")
+    picks = _choose_faces(found)
+    picked = [face.crop if pick == 0 else face.others[pick - 1] for pick, (_, face) in zip(picks, found, strict=True)]
+    check = _check_faces(photos, found, picked)
+    shown = {i: _photo_name(photos[found[i][0]], found[i][0]) for i in range(len(found))}  # face -> file name
+    notes = [f"{shown[dropped]} is the same photo as {shown[kept]}: used once" for kept, dropped in check.repeats]
+    if check.near_copies:
+        listed = "; ".join(" ≈ ".join(shown[i] for i in group) for group in check.near_copies)
+        notes.append(
+            f"near-identical photos ({listed}) are kept on the same side of the train / test split, so that the "
+            "model is never tested on a copy of a photo it trained on"
+        )
+    if len(check.groups) < MIN_ENROL_FACES:
+        raise TooFewFacesError(_too_few_message(check, len(photos), failures))
+    position = {index: k for k, index in enumerate(check.keep)}  # face -> row among the faces used
+    warnings = [
+        f"{shown[i]} shows {found[i][1].num_faces} faces: "
+        + ("the one most like the rest of the set" if picks[i] else "the largest clear one")
+        + " was used (check its crop below)"
+        for i in check.keep
+        if found[i][1].num_faces > 1
+    ]
+    others = [shown[i] for i, _ in check.other_person]
+    flagged = {i for i, _ in check.other_person}
+    if others:
+        warnings.insert(
+            0,
+            f"{len(others)} of {len(check.keep)} faces look like a different person from the rest of the set "
+            f"({', '.join(others)}): enrol photos of one person only, or the model learns a mixture",
+        )
+    captions = [
+        f"face {k + 1} · {shown[i]}"
+        + (f" · 1 of {found[i][1].num_faces} faces" if found[i][1].num_faces > 1 else "")
+        + (" · another person?" if i in flagged else "")
+        for k, i in enumerate(check.keep)
+    ]
+    return UsableFaces(
+        crops=[picked[i] for i in check.keep],
+        groups=[[position[i] for i in group] for group in check.groups],
+        captions=captions,
+        failures=failures,
+        notes=notes,
+        warnings=warnings,
+    )
+
+
+def _with_person(
+    base_aligned: AlignedFaces, base_split: Split, name: str, faces: UsableFaces, exclude_unseen: Sequence[str]
+) -> tuple[AlignedFaces, Split, tuple[list[int], list[int], list[int]]]:
+    """The bundled faces and split with the person added as a new known identity (their faces split into train /
+    holdout / test by :func:`_split_groups`); ``exclude_unseen``: never-trained people dropped because the photos are
+    theirs. Also returns the train / holdout / test rows of the person's faces."""
+    n = len(faces.crops)
+    keys = [f"upload/{name}/{i:03d}" for i in range(n)]
+    rows = _split_groups(faces.groups)
+    train_keys, holdout_keys, test_keys = ([keys[i] for i in part] for part in rows)
+    size = base_aligned.size
+    new_crops = np.stack([c if c.shape[0] == size else _resize(c, size) for c in faces.crops])
+    aligned = AlignedFaces(
+        crops=np.concatenate([base_aligned.crops, new_crops]),
+        keys=(*base_aligned.keys, *keys),
+        identities=(*base_aligned.identities, *([name] * n)),
+        num_faces=np.concatenate([base_aligned.num_faces, np.ones(n, dtype=np.int64)]),
+        failures=base_aligned.failures,
+        ambiguous=base_aligned.ambiguous,
+    )
+    excluded = set(exclude_unseen)
+    split = Split(
+        dataset=base_split.dataset,
+        seed=base_split.seed,
+        known=(*base_split.known, name),
+        unseen=tuple(u for u in base_split.unseen if u not in excluded),
+        validation=tuple(u for u in base_split.validation if u not in excluded),
+        train={**base_split.train, name: tuple(train_keys)},
+        test={**base_split.test, name: tuple(test_keys)},
+        holdout={**base_split.holdout, name: tuple(holdout_keys)},
+    )
+    return aligned, split, rows
+
+
 @one_job_at_a_time("an enrolment")
 def enrol(
     session: Session,
@@ -216,81 +333,11 @@ def enrol(
         raise DataError(f"Upload {MIN_ENROL_FACES} to {MAX_UPLOAD_PHOTOS} photos of one person.")
     if len(photos) > MAX_UPLOAD_PHOTOS:
         raise DataError(f"{len(photos)} photos uploaded; at most {MAX_UPLOAD_PHOTOS} are accepted.")
-    aligner = aligner or FaceAligner()
-    results = aligner.align_batch(list(photos), progress=scaled(progress, 0.0, 0.25))
-    found, failures = [], []  # found: (photo index, aligned face)
-    for index, (photo, result) in enumerate(zip(photos, results, strict=True)):
-        if isinstance(result, DLFDError):
-            # name the file as the person knows it, never by the server's path to it
-            shown = _photo_name(photo, index)
-            failures.append((shown, str(result).replace(str(photo), shown)))
-        else:
-            found.append((index, result))
-    progress(0.25, "checking the faces for copies and other people")
-    picks = _choose_faces(found)
-    picked = [face.crop if pick == 0 else face.others[pick - 1] for pick, (_, face) in zip(picks, found, strict=True)]
-    check = _check_faces(photos, found, picked)
-    shown = {i: _photo_name(photos[found[i][0]], found[i][0]) for i in range(len(found))}  # face -> file name
-    notes = [f"{shown[dropped]} is the same photo as {shown[kept]}: used once" for kept, dropped in check.repeats]
-    if check.near_copies:
-        listed = "; ".join(" ≈ ".join(shown[i] for i in group) for group in check.near_copies)
-        notes.append(
-            f"near-identical photos ({listed}) are kept on the same side of the train / test split, so that the "
-            "model is never tested on a copy of a photo it trained on"
-        )
-    if len(check.groups) < MIN_ENROL_FACES:
-        raise TooFewFacesError(_too_few_message(check, len(photos), failures))
-    position = {index: k for k, index in enumerate(check.keep)}  # face -> row among the faces used
-    usable = [found[i] for i in check.keep]
-    warnings = [
-        f"{shown[i]} shows {found[i][1].num_faces} faces: "
-        + ("the one most like the rest of the set" if picks[i] else "the largest clear one")
-        + " was used (check its crop below)"
-        for i in check.keep
-        if found[i][1].num_faces > 1
-    ]
-    others = [shown[i] for i, _ in check.other_person]
-    flagged = {i for i, _ in check.other_person}
-    if others:
-        warnings.insert(
-            0,
-            f"{len(others)} of {len(usable)} faces look like a different person from the rest of the set "
-            f"({', '.join(others)}): enrol photos of one person only, or the model learns a mixture",
-        )
-    crops = [picked[i] for i in check.keep]
-    captions = [
-        f"face {k + 1} · {shown[i]}"
-        + (f" · 1 of {found[i][1].num_faces} faces" if found[i][1].num_faces > 1 else "")
-        + (" · another person?" if i in flagged else "")
-        for k, i in enumerate(check.keep)
-    ]
-    n = len(crops)
-    keys = [f"upload/{name}/{i:03d}" for i in range(n)]
-    train_rows, holdout_rows, test_rows = _split_groups([[position[i] for i in g] for g in check.groups])
-    train_keys = [keys[i] for i in train_rows]
-    holdout_keys = [keys[i] for i in holdout_rows]
-    test_keys = [keys[i] for i in test_rows]
-    n_holdout, n_test = len(holdout_keys), len(test_keys)
-    size = base_aligned.size
-    new_crops = np.stack([c if c.shape[0] == size else _resize(c, size) for c in crops])
-    aligned = AlignedFaces(
-        crops=np.concatenate([base_aligned.crops, new_crops]),
-        keys=(*base_aligned.keys, *keys),
-        identities=(*base_aligned.identities, *([name] * n)),
-        num_faces=np.concatenate([base_aligned.num_faces, np.ones(n, dtype=np.int64)]),
-        failures=base_aligned.failures,
-        ambiguous=base_aligned.ambiguous,
+    faces = _usable_faces(photos, aligner or FaceAligner(), progress)
+    aligned, split, (train_rows, holdout_rows, test_rows) = _with_person(
+        base_aligned, base_split, name, faces, exclude_unseen
     )
-    split = Split(
-        dataset=base_split.dataset,
-        seed=base_split.seed,
-        known=(*base_split.known, name),
-        unseen=tuple(u for u in base_split.unseen if u not in set(exclude_unseen)),
-        validation=tuple(u for u in base_split.validation if u not in set(exclude_unseen)),
-        train={**base_split.train, name: tuple(train_keys)},
-        test={**base_split.test, name: tuple(test_keys)},
-        holdout={**base_split.holdout, name: tuple(holdout_keys)},
-    )
+    new_crops = aligned.crops[len(base_aligned) :]
     session.workspace.wait_ready(scaled(progress, 0.25, 0.3))
     progress(0.3, f"training the model to know {name}")
     trained = train_on_split(
@@ -313,22 +360,20 @@ def enrol(
     test = parts["retain_test"]
     own = np.asarray([identity == name for identity in test.identities])
     correct = test.predictions == test.labels
-    rows = np.flatnonzero(own)
-    names = split.known
     predictions = [
         Prediction(crop=new_crops[test_rows[j]], identity=name, role="held out", before=top)
-        for j, top in enumerate(top_predictions(test.logits[rows], names))
+        for j, top in enumerate(top_predictions(test.logits[np.flatnonzero(own)], split.known))
     ]
     enrolment = Enrolment(
         name=name,
         crops=list(new_crops),
-        captions=captions,
-        failures=failures,
-        notes=notes,
-        warnings=warnings,
-        train=len(train_keys),
-        holdout=n_holdout,
-        test=n_test,
+        captions=faces.captions,
+        failures=faces.failures,
+        notes=faces.notes,
+        warnings=faces.warnings,
+        train=len(train_rows),
+        holdout=len(holdout_rows),
+        test=len(test_rows),
         predictions=predictions,
         recognised=float(correct[own].mean()),
         retain_test_acc=float(correct[~own].mean()),
