@@ -132,11 +132,21 @@ class Cell:
     device: str
     recipe: Mapping[str, Any] | None
     split: Mapping[str, Any]
+    references: str | None = None
 
     def key(self, source_digest: str | None) -> str:
-        """A hash of everything the cell's records depend on: its fields, the photos' digest, this package's code."""
+        """A hash of everything the cell's records depend on: its fields, the photos' digest, the reference statistics'
+        file, this package's code."""
+        from .paths import sha256_file
+
         payload = json.dumps(
-            {"cell": dataclasses.asdict(self), "source": source_digest, "code": code_digest(), "format": CELL_FORMAT},
+            {
+                "cell": dataclasses.asdict(self),
+                "source": source_digest,
+                "references": sha256_file(self.references) if self.references else None,
+                "code": code_digest(),
+                "format": CELL_FORMAT,
+            },
             sort_keys=True,
             default=str,
         )
@@ -177,6 +187,7 @@ def run_bench(
     ray_address: str | None = None,
     source: BenchSource | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    references: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the benchmark; one record per (backbone, setting, seed, model), ``model`` = original, gold or a method.
 
@@ -199,8 +210,11 @@ def run_bench(
     Each record: ``backbone``, ``setting``, ``seed``, ``model``, ``forget`` (who or what was forgotten),
     ``settings`` (the method's), ``metrics`` (the report's, plus ``unlearn_seconds``, ``forget_feature_moved`` and the
     per-photo attack's ``attack_auc`` and ``attack_auc_gap_to_gold``), ``judgement`` (the app's verdict against the
-    gold model: ``forgotten``, ``detectable`` or ``inconclusive``), ``error`` (when a method failed; the others still
-    run).
+    gold model: ``forgotten``, ``detectable`` or ``inconclusive``), ``attack`` (which attack the judgement used),
+    ``error`` (when a method failed; the others still run).
+
+    ``references``: a :class:`~dlfd_core.references.PersonReferences` file (a bundle's shipped one): whole-person
+    forgetting on a backbone and recipe it was made for is then judged by offline LiRA.
     """
     from .data.splits import split_to_dict
     from .unlearn import method_class
@@ -227,6 +241,7 @@ def run_bench(
             device=device,
             recipe=(recipes or {})[backbone].to_dict() if (recipes or {}).get(backbone) is not None else None,
             split=split_dict,
+            references=str(Path(references).resolve()) if references is not None else None,
         )
         for backbone in backbones
         for seed in seeds
@@ -495,11 +510,12 @@ def _setting_records(
     records: list[dict[str, Any]] = []
     before = source.collect(original, aligned, split, device=cell.device)
     gold = source.collect(gold_model, aligned, split, device=cell.device)
+    references, keys = _references_for(cell, setting_name), split.part_keys(aligned)
     for label, outs in (("original", before), ("gold", gold)):
         report = report_from_outputs(outs, split, gold=gold, seed=seed)
         metrics = dict(report.metrics)
         metrics["forget_feature_moved"] = forget_feature_moved(before, outs)
-        judged = _judged(outs, gold, split, seed)
+        judged = _judged(outs, gold, split, seed, references, keys)
         metrics.update(judged.pop("metrics"))
         records.append({**common, "model": label, "settings": {}, "metrics": metrics, **judged})
     applicable = [m for m in cell.methods if setting_name in method_class(m).modes]
@@ -531,7 +547,7 @@ def _setting_records(
             continue
         metrics = dict(outcome.reports["after"].metrics)
         metrics["forget_feature_moved"] = forget_feature_moved(before, outcome.outputs["after"])
-        judged = _judged(outcome.outputs["after"], gold, split, seed)
+        judged = _judged(outcome.outputs["after"], gold, split, seed, references, keys)
         metrics.update(judged.pop("metrics"))
         record.update(judged)
         metrics["unlearn_seconds"] = outcome.result.seconds
@@ -554,15 +570,50 @@ def _setting_records(
     return records
 
 
-def _judged(outputs: Mapping[str, Any], gold: Mapping[str, Any], split: Any, seed: int) -> dict[str, Any]:
+def _judged(
+    outputs: Mapping[str, Any],
+    gold: Mapping[str, Any],
+    split: Any,
+    seed: int,
+    references: Any = None,
+    keys: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """The app's judgement against the gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`) for a
-    record: its outcome, and the per-photo attack's AUC and gap to gold as metrics (NaN with too few photos)."""
-    from .evaluate.verdict import judge_against_gold
+    record: its outcome, which attack it used, and that attack's AUC and gap to gold as metrics (NaN with too few
+    photos)."""
+    from .evaluate.verdict import ATTACK, LIRA_ATTACK, judge_against_gold
 
-    judgement = judge_against_gold(outputs, gold, split, seed=seed)
-    attack = [c for c in judgement.comparisons if c.name == "membership attack AUC"]
+    judgement = judge_against_gold(outputs, gold, split, seed=seed, references=references, keys=keys)
+    attack = [c for c in judgement.comparisons if c.name in (ATTACK, LIRA_ATTACK)]
     auc, gap = (attack[0].value, attack[0].difference) if attack else (math.nan, math.nan)
-    return {"judgement": judgement.outcome, "metrics": {"attack_auc": auc, "attack_auc_gap_to_gold": gap}}
+    name = ("lira" if attack[0].name == LIRA_ATTACK else "confidence") if attack else None
+    return {
+        "judgement": judgement.outcome,
+        "attack": name,
+        "metrics": {"attack_auc": auc, "attack_auc_gap_to_gold": gap},
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _read_references(path: str) -> Any:
+    from .references import PersonReferences
+
+    return PersonReferences.load(path)
+
+
+def _references_for(cell: Cell, setting_name: str) -> Any:
+    """The cell's reference statistics when they apply: whole-person forgetting, on the backbone and the recipe they
+    were made with (else ``None``: the reference-free attack)."""
+    if cell.references is None or setting_name != "identity":
+        return None
+    references = _read_references(cell.references)
+    if references.meta.get("backbone") != cell.backbone:
+        return None
+    if cell.recipe is not None and references.meta.get("recipe") != dict(cell.recipe):
+        return None
+    if references.meta.get("dataset") != cell.split.get("dataset"):
+        return None
+    return references
 
 
 def _fast_paths(cache: Any, aligned: Any, device: str) -> dict[str, Any]:
@@ -711,19 +762,28 @@ def _headline(records: Sequence[Mapping[str, Any]], backbone: str, setting_name:
     """Each model's headline metrics as the mean over seeds with its 95 % t-interval."""
     per_model: dict[str, dict[str, list[float]]] = {}
     verdicts: dict[str, list[str]] = {}
+    attacks: set[str] = set()
     for r in records:
         if r["backbone"] != backbone or r["setting"] != setting_name or "error" in r:
             continue
         values = per_model.setdefault(r["model"], {})
         if "judgement" in r:
             verdicts.setdefault(r["model"], []).append(str(r["judgement"]))
+        if r.get("attack"):
+            attacks.add(str(r["attack"]))
         for metric in SIGNIFICANCE_METRICS:
             value = r["metrics"].get(metric)
             if value is not None and not math.isnan(value):
                 values.setdefault(metric, []).append(float(value))
+    attack = {
+        "lira": "offline LiRA against the shipped reference statistics",
+        "confidence": "the reference-free logit-confidence AUC",
+    }
+    used = " and ".join(attack[a] for a in sorted(attacks) if a in attack)
     lines = [
         "Headline, mean over seeds [95 % interval of the mean, Student's t over seeds; one seed: no interval]; "
-        "verdicts: the app's judgement against the gold model per seed (docs/app.md):",
+        "verdicts: the app's judgement against the gold model per seed (docs/app.md)"
+        + (f"; attack_auc: {used}:" if used else ":"),
         "",
         "| model | " + " | ".join(SIGNIFICANCE_METRICS) + " | verdicts |",
         "|---|" + "---|" * (len(SIGNIFICANCE_METRICS) + 1),

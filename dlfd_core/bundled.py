@@ -66,6 +66,12 @@ class Bundle:
         dataset = load_orl()
         return dataset, align_dataset(dataset, progress=progress)
 
+    @property
+    def references_path(self) -> Path:
+        """The shipped reference statistics of its model's recipe for the verdict's LiRA attack
+        (:class:`~dlfd_core.references.PersonReferences`; ``python -m dlfd_core references`` writes them)."""
+        return ASSETS_DIR / "references" / f"{self.model_path.stem.removesuffix('_original')}.npz"
+
     def content_digest(self) -> str | None:
         """A sha256 that fixes the bundle's crops without hashing them: LFW's index (which lists every shard's
         sha256, the keys and the crop settings); ``None`` for ORL, whose crops are computed here."""

@@ -815,6 +815,43 @@ def _check_bench_settings(methods: Sequence[str], settings: dict[str, Any]) -> N
         create_method(method, **{k: v for k, v in settings.items() if k in fields})
 
 
+def cmd_references(args: argparse.Namespace) -> int:
+    """Compute a bundled dataset's reference statistics for the verdict's LiRA attack (once; they are shipped)."""
+    import numpy as np
+
+    from .bundled import bundle
+    from .data import load_split
+    from .evaluate.cache import collect_all
+    from .models import load_model
+    from .references import train_person_references
+    from .train import recipe_of
+
+    chosen = bundle(args.dataset or "orl")
+    out = args.out or str(chosen.references_path)
+    _, aligned = chosen.load()
+    split = load_split(chosen.split_path)
+    model = load_model(chosen.model_path, device=args.device)
+    cache = collect_all(model, aligned, split, device=args.device, cache=True, source_digest=chosen.content_digest())
+    references = train_person_references(
+        aligned,
+        split,
+        count=args.count,
+        backbone=model.backbone_name,
+        recipe=recipe_of(model),
+        seed=args.seed,
+        device=args.device,
+        prefix=lambda m, keys: cache.prefix_outputs(m, keys, aligned),
+        progress=_progress_printer("reference models"),
+    )
+    _save_file(out, "--out", lambda: references.save(out))
+    covered = int(np.sum(~np.isnan(references.statistic)))
+    print(
+        f"{references.count} reference models on {chosen.name} in {references.meta['seconds']:.0f} s: "
+        f"{covered} OUT values over {len(references.keys)} photos, pooled std {references.pooled_std():.3f} -> {out}"
+    )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchSource, format_markdown, run_bench
     from .unlearn import method_names
@@ -840,7 +877,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     split = load_split_from_args(args, dataset, aligned, early)
     if split.forget_mode != "none":
         raise DLFDError("bench draws its own forget requests: give a split without one")
-    recipes, digest = {}, None
+    recipes, digest, references = {}, None, None
     name = _bundle_name(args)
     if args.folder is None and args.hub is None:
         from .bundled import bundle
@@ -852,6 +889,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.split:  # the bundle's own split: its shipped model's recipe, for that model's backbone
             shipped = load_model(chosen.model_path)
             recipes[shipped.backbone_name] = recipe_of(shipped)
+            if chosen.references_path.is_file():  # whole-person forgetting is then judged by offline LiRA
+                references = chosen.references_path
 
     def outputs_for(model: Any) -> Any:
         from .evaluate.cache import collect_all
@@ -881,6 +920,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         instances=args.instances,
         device=args.device,
         recipes=recipes,
+        references=references,
         outputs_for=outputs_for,
         progress=_progress_printer("bench"),
     )
@@ -903,6 +943,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and debug messages to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+    from .bundled import bundle_names
+
     out_help = f"({OUTPUT_RULE})"
 
     p = sub.add_parser("data", help="load a dataset, detect and align its faces, print a summary")
@@ -988,6 +1030,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the per-photo attacks (offline LiRA, RMIA) with N reference models (each a gold-model training)",
     )
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser(
+        "references", help="train reference models once and save the statistics the verdict's LiRA attack reads"
+    )
+    p.add_argument("--dataset", metavar="NAME", choices=tuple(bundle_names()), help="bundled dataset (default: orl)")
+    p.add_argument("--count", type=_int_arg(2, 256), default=16, help="reference models (default 16)")
+    p.add_argument("--seed", type=_seed_arg, default=0, help=f"draws of the halves and training seeds, 0 to {MAX_SEED}")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
+    p.add_argument("--out", metavar="PATH", help="where to save (.npz; default: the bundle's shipped file)")
+    p.set_defaults(func=cmd_references)
 
     p = sub.add_parser("bench", help="every method x seeds x settings x backbones: a mean +- std table")
     add_dataset_arguments(p)

@@ -19,9 +19,11 @@ training of the trainable part.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,8 @@ from .progress import ProgressFn, no_progress, scaled
 
 __all__ = [
     "AttackRoles",
+    "PersonReferences",
+    "train_person_references",
     "References",
     "attack_models",
     "attack_roles",
@@ -127,7 +131,6 @@ def train_references(
     Returns:
         The reference models' logits on every photo of :func:`attack_roles`.
     """
-    from .train import train_on_split
 
     if count < 2:
         raise DataError(f"offline LiRA needs at least 2 reference models, got {count}")
@@ -141,23 +144,46 @@ def train_references(
         chosen = np.random.default_rng([int(seed), 2, r]).random(len(retain)) < 0.5
         out = tuple(k for k, c in zip(retain, chosen, strict=True) if not c)
         half = dataclasses.replace(split, forget_mode="instance", forget_identities=(), forget_keys=(*forget, *out))
-        trained = train_on_split(
-            aligned,
-            half,
-            which="gold",
-            backbone=backbone,
-            config=recipe,
-            seed=int(seed) + 1 + r,
-            device=device,
-            progress=scaled(progress, r / count, (r + 1) / count),
-            should_stop=should_stop,
-            embed=embed,
-            prefix=prefix,
+        model = _reference_model(
+            aligned, half, r, count, backbone, recipe, seed, device, progress, should_stop, prefix, embed
         )
-        for key, value in collect(trained.model, keys).items():
+        for key, value in collect(model, keys).items():
             logits[key].append(np.asarray(value, dtype=np.float32))
     progress(1.0, "reference models trained")
     return References({k: np.stack(v) for k, v in logits.items()}, seconds=time.perf_counter() - start)
+
+
+def _reference_model(
+    aligned: Any,
+    half: Split,
+    r: int,
+    count: int,
+    backbone: str,
+    recipe: Any,
+    seed: int,
+    device: str | torch.device,
+    progress: ProgressFn,
+    should_stop: Callable[[], bool] | None,
+    prefix: Any,
+    embed: Any = None,
+) -> nn.Module:
+    """Reference model ``r`` of ``count``: a gold model of ``half`` (trained without its forget set) with the
+    original's recipe and seed ``seed + 1 + r``."""
+    from .train import train_on_split
+
+    return train_on_split(
+        aligned,
+        half,
+        which="gold",
+        backbone=backbone,
+        config=recipe,
+        seed=int(seed) + 1 + r,
+        device=device,
+        progress=scaled(progress, r / count, (r + 1) / count),
+        should_stop=should_stop,
+        embed=embed,
+        prefix=prefix,
+    ).model
 
 
 def _statistic(logits: np.ndarray, labels: np.ndarray | None, kind: str) -> np.ndarray:
@@ -264,3 +290,160 @@ def attack_models(
         for name, model in models.items()
     }
     return results, references
+
+
+# ------------------------------------------------------------------------------------------------- shipped references
+#: The file format of :class:`PersonReferences` (bump when its meaning changes).
+PERSON_REFERENCES_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PersonReferences:
+    """Reference statistics for forgetting whole people, computed once per bundled dataset and shipped.
+
+    Each of ``count`` reference models is trained with the original's recipe on the training photos of a random half
+    of the known people, exactly as a gold model is trained without the other half (:func:`train_person_references`).
+    For every photo, ``statistic[r]`` is LiRA's label-free statistic (:func:`~dlfd_core.evaluate.attacks.
+    logit_confidence` of the top class) under model ``r`` when ``r`` never saw that photo's *person*, NaN when it
+    did. A photo of a person forgotten by a request therefore has about ``count / 2`` OUT values, a photo of a
+    never-trained person ``count``: the distribution a gold model's statistic is drawn from. The app then judges a
+    run by offline LiRA with forward passes only.
+
+    They hold for any model trained with the same recipe on the same split and faces (the shipped original, a gold
+    model, a benchmark seed's original), for identity forgetting; not for forgetting single photos (whose OUT models
+    would have to know the person), nor after an enrolment changes the people.
+
+    Attributes:
+        keys: every photo covered (the known people's and the never-trained people's), in the dataset's order.
+        statistic: ``float32 [count, len(keys)]``, NaN where the model trained on the photo's person.
+        meta: how they were made: ``dataset``, ``split_seed``, ``backbone``, ``recipe``, ``count``, ``seed``,
+            ``format``, ``seconds``.
+    """
+
+    keys: tuple[str, ...]
+    statistic: np.ndarray
+    meta: Mapping[str, Any]
+
+    @property
+    def count(self) -> int:
+        return int(self.statistic.shape[0])
+
+    def covers(self, keys: Sequence[str]) -> bool:
+        """Whether every photo of ``keys`` has at least one OUT value (so LiRA can score it)."""
+        index = self._index()
+        return all(k in index and bool(np.any(~np.isnan(self.statistic[:, index[k]]))) for k in keys)
+
+    def lira_scores(self, keys: Sequence[str], phi: np.ndarray) -> np.ndarray:
+        """Offline LiRA's z-values of a model's statistic ``phi`` on the photos ``keys``, against their OUT
+        reference values, with one standard deviation pooled over every covered photo (LiRA's advice for fewer than
+        64 reference models: each photo's own OUT values are too few for its own variance)."""
+        index = self._index()
+        columns = np.asarray([index[k] for k in keys], dtype=np.int64)
+        mean = np.nanmean(self.statistic[:, columns].astype(np.float64), axis=0)
+        return (np.asarray(phi, dtype=np.float64) - mean) / max(self.pooled_std(), 1e-3)
+
+    def pooled_std(self) -> float:
+        """The standard deviation of the OUT statistic around each photo's own OUT mean, pooled over photos."""
+        values = self.statistic.astype(np.float64)
+        counts = np.sum(~np.isnan(values), axis=0)
+        usable = counts >= 2
+        spread = values[:, usable] - np.nanmean(values[:, usable], axis=0)
+        return float(np.sqrt(np.nansum(spread**2) / np.sum(counts[usable] - 1)))
+
+    def _index(self) -> dict[str, int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path`` (``.npz``: the keys, the statistic, the metadata as JSON), atomically."""
+        from .paths import atomic_write
+
+        with atomic_write(Path(path)) as handle:
+            np.savez_compressed(
+                handle,
+                keys=np.asarray(self.keys, dtype=str),
+                statistic=self.statistic.astype(np.float32),
+                meta=np.asarray(json.dumps(dict(self.meta), sort_keys=True)),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> PersonReferences:
+        """Read a file written by :meth:`save` (no pickles).
+
+        Raises:
+            DataError: the file is missing, unreadable, of another format, or its arrays do not fit.
+        """
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                keys = tuple(str(k) for k in data["keys"])
+                statistic = np.asarray(data["statistic"], dtype=np.float32)
+                meta = json.loads(str(data["meta"]))
+        except (OSError, KeyError, ValueError) as error:
+            raise DataError(f"cannot read the reference statistics {path}: {error}") from None
+        if meta.get("format") != PERSON_REFERENCES_FORMAT or statistic.ndim != 2 or statistic.shape[1] != len(keys):
+            raise DataError(
+                f"{path} is not a reference-statistics file of format {PERSON_REFERENCES_FORMAT} (rebuild it with "
+                "`python -m dlfd_core references`)"
+            )
+        return cls(keys, statistic, meta)
+
+
+def train_person_references(
+    aligned: Any,
+    split: Split,
+    *,
+    count: int,
+    backbone: str,
+    recipe: Any,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    prefix: Any = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> PersonReferences:
+    """Train ``count`` reference models, each on the training photos of a random half of ``split``'s known people
+    (model ``r`` draws its half with ``(seed, 5, r)`` and trains with seed ``seed + 1 + r``), and record the label-free
+    statistic of every photo of a known or never-trained person under the models that never saw that person.
+
+    Args:
+        prefix: the frozen-prefix shortcut of :func:`~dlfd_core.train.train_on_split` (cached prefix outputs).
+
+    Raises:
+        DataError: fewer than 2 reference models, or fewer than 2 known people.
+    """
+    from .data import with_forget_identities
+
+    if count < 2:
+        raise DataError(f"reference statistics need at least 2 reference models, got {count}")
+    known = list(split.known)
+    if len(known) < 2:
+        raise DataError("reference statistics need at least 2 known people")
+    start = time.perf_counter()
+    people = set(known) | set(split.never_trained)
+    keys = tuple(k for k, who in zip(aligned.keys, aligned.identities, strict=True) if who in people)
+    owner = dict(zip(aligned.keys, aligned.identities, strict=True))
+    statistic = np.full((count, len(keys)), np.nan, dtype=np.float32)
+    for r in range(count):
+        out = np.random.default_rng([int(seed), 5, r]).random(len(known)) < 0.5
+        if out.all() or not out.any():  # every model knows someone and forgets someone
+            out[r % len(known)] = not out[r % len(known)]
+        forgotten = [p for p, o in zip(known, out, strict=True) if o]
+        half = with_forget_identities(split, forgotten)
+        model = _reference_model(aligned, half, r, count, backbone, recipe, seed, device, progress, should_stop, prefix)
+        outside = set(forgotten) | set(split.never_trained)
+        columns = [i for i, k in enumerate(keys) if owner[k] in outside]
+        logits = logits_by_key(model, aligned, split, [keys[i] for i in columns], device=device)
+        phi = logit_confidence(np.stack([logits[keys[i]] for i in columns]))
+        statistic[r, columns] = phi.astype(np.float32)
+    progress(1.0, "reference statistics computed")
+    meta = {
+        "format": PERSON_REFERENCES_FORMAT,
+        "dataset": split.dataset,
+        "split_seed": split.seed,
+        "backbone": backbone,
+        "recipe": recipe.to_dict() if hasattr(recipe, "to_dict") else None,
+        "count": count,
+        "seed": int(seed),
+        "statistic": "logit_confidence, top class",
+        "seconds": time.perf_counter() - start,
+    }
+    return PersonReferences(keys, statistic, meta)

@@ -123,6 +123,8 @@ def test_enrol_then_forget_an_uploaded_face_set(session, workspace, orl_dataset,
     assert len(session.gold_cache) == 1 and len(workspace.gold_cache) == shared
     assert record.outcome.reports["before"].metrics["forget_train_acc"] > 0.0
     assert record.outcome.reports["after"].metrics["forget_train_acc"] == 0.0
+    # the shipped reference statistics never saw the enrolled person: the verdict's attack is the reference-free one
+    assert session.references is None and record.judgement.comparisons[1].name == "membership attack AUC"
     # the shared workspace is untouched by this session's enrolment
     assert workspace.split.num_classes == 30 and "visitor" not in workspace.split.known
 
@@ -164,6 +166,10 @@ def test_gold_models_of_bundled_people_are_shared_between_sessions(workspace, tm
         a = studio.run_forget(first, ["s10"], create_method("class_reset"), seed=1, with_gold=True)
         b = studio.run_forget(second, ["s10"], create_method("class_reset"), seed=1, with_gold=True)
         assert "gold_train_seconds" in a.outcome.timings and "gold_train_seconds" not in b.outcome.timings
+        # the bundle ships reference statistics: a bundled person is judged by offline LiRA, named so on the card
+        assert workspace.references is not None and workspace.references.covers(workspace.split.train["s10"])
+        assert a.judgement.comparisons[1].name == "LiRA attack AUC"
+        assert "LiRA attack AUC" in studio.cards_html(a)
         assert a.outcome.reports["gold"].metrics == b.outcome.reports["gold"].metrics
         c = studio.run_forget(second, ["s10"], create_method("class_reset"), seed=2, with_gold=True)
         assert "gold_train_seconds" in c.outcome.timings  # another seed is another gold model

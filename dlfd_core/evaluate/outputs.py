@@ -18,7 +18,15 @@ from ..data.splits import PARTS, nonmember_parts
 from ..errors import DataError
 from .metrics import per_sample_cross_entropy
 
-__all__ = ["FeatureModel", "SplitOutputs", "check_parts", "collect_outputs", "concat_outputs", "nonmember_outputs"]
+__all__ = [
+    "FeatureModel",
+    "SplitOutputs",
+    "check_parts",
+    "collect_outputs",
+    "concat_outputs",
+    "nonmember_outputs",
+    "nonmember_part_names",
+]
 
 
 class FeatureModel(Protocol):
@@ -167,11 +175,16 @@ def nonmember_outputs(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> 
 
     Outputs collected without an ``unseen`` part (a split with no unseen people) fall back to the held-out photos.
     """
+    parts = [outputs[name] for name in nonmember_part_names(outputs, forget_mode)]
+    return concat_outputs(parts) if parts else None
+
+
+def nonmember_part_names(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> list[str]:
+    """The parts of ``outputs`` that :func:`nonmember_outputs` joins, in order (non-empty ones only)."""
     names = nonmember_parts(forget_mode)
     if not any(name in outputs for name in names):
         names = nonmember_parts("instance")
-    parts = [outputs[name] for name in names if name in outputs and len(outputs[name])]
-    return concat_outputs(parts) if parts else None
+    return [name for name in names if name in outputs and len(outputs[name])]
 
 
 def collect_outputs(

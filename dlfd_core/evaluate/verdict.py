@@ -5,9 +5,13 @@ never saw someone still recognises some of their photos by chance and still trea
 strangers. Two paired comparisons are made on the same photos:
 
 * **forget accuracy**: the share of the forgotten training photos each model classifies as their person;
-* **the membership attack**: the AUC with which each model's per-photo membership score (LiRA's logit-scaled
-  confidence of the top class, label-free; :func:`~dlfd_core.evaluate.attacks.membership_scores`) tells the forgotten
-  training photos from non-members' photos. 50 % is chance, 100 % every forgotten photo stands out.
+* **the membership attack**: the AUC with which each model's per-photo membership score tells the forgotten
+  training photos from non-members' photos (50 % is chance, 100 % every forgotten photo stands out). The score is
+  LiRA's logit-scaled confidence of the top class (label-free; :func:`~dlfd_core.evaluate.attacks.membership_scores`);
+  with reference statistics for the photos (:class:`ReferenceStatistics`, e.g. the bundled datasets' shipped
+  :class:`~dlfd_core.references.PersonReferences`) it is offline LiRA's z-value instead, each photo's statistic
+  measured against what models that never saw its person give it ("LiRA attack AUC"): a gold model then sits near
+  50 %, where the reference-free score leaves it well above (photos of a known-looking face are confident anyway).
 
 For each, the 95 % interval of *model − gold* comes from a paired percentile bootstrap: the same resampled photos
 are scored under both models, so what the two have in common (which photos are hard) cancels out. The judgement:
@@ -24,21 +28,23 @@ number fitted to results.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from ..data.splits import Split
 from .attacks import _pair_auc as _auc
 from .attacks import membership_scores
-from .outputs import SplitOutputs, nonmember_outputs
+from .outputs import SplitOutputs, nonmember_outputs, nonmember_part_names
 
 __all__ = [
     "DEFAULT_MARGIN",
     "MIN_PHOTOS",
     "GoldComparison",
     "Judgement",
+    "ReferenceStatistics",
     "judge_against_gold",
     "paired_bootstrap_interval",
 ]
@@ -48,6 +54,26 @@ DEFAULT_MARGIN = 0.10
 
 MIN_PHOTOS = 6
 """Fewest forgotten training photos, and fewest non-member photos, a judgement is attempted with."""
+
+
+#: The names of the attack comparison: reference-free, and offline LiRA with reference statistics.
+ATTACK = "membership attack AUC"
+LIRA_ATTACK = "LiRA attack AUC"
+
+
+class ReferenceStatistics(Protocol):
+    """Per-photo OUT statistics from reference models (:class:`~dlfd_core.references.PersonReferences`)."""
+
+    @property
+    def count(self) -> int: ...
+
+    def covers(self, keys: Sequence[str]) -> bool:
+        """Whether every photo of ``keys`` has OUT values."""
+        ...
+
+    def lira_scores(self, keys: Sequence[str], phi: np.ndarray) -> np.ndarray:
+        """Offline LiRA's z-values of the statistic ``phi`` on the photos ``keys``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,8 @@ def judge_against_gold(
     margin: float = DEFAULT_MARGIN,
     resamples: int = 2000,
     seed: int = 0,
+    references: ReferenceStatistics | None = None,
+    keys: Mapping[str, Sequence[str]] | None = None,
 ) -> Judgement:
     """Judge whether the forgotten photos look to ``model`` as they look to the ``gold`` model (see the module).
 
@@ -124,6 +152,9 @@ def judge_against_gold(
         split: the split (its ``forget_mode`` chooses the non-members).
         margin: the equivalence margin, in accuracy and AUC units.
         resamples, seed: the bootstrap's draws and seed.
+        references, keys: reference statistics and the image keys of each part's photos (in the outputs' order,
+            :meth:`~dlfd_core.data.Split.part_keys`): the attack is then offline LiRA, when a whole person is
+            forgotten and the statistics cover every photo it scores; otherwise the reference-free score.
     """
     forget, forget_gold = model.get("forget_train"), gold.get("forget_train")
     others, others_gold = nonmember_outputs(model, split.forget_mode), nonmember_outputs(gold, split.forget_mode)
@@ -148,6 +179,18 @@ def judge_against_gold(
     correct_gold = (forget_gold.logits.argmax(1) == labels).astype(np.float64)
     mine, theirs = membership_scores(model, split.forget_mode), membership_scores(gold, split.forget_mode)
     score_m, score_g, other_m, other_g = mine["forget"], theirs["forget"], mine["nonmember"], theirs["nonmember"]
+    attack = ATTACK
+    if references is not None and keys is not None and split.forget_mode == "identity":
+        member_keys = list(keys.get("forget_train", ()))
+        other_keys = [k for name in nonmember_part_names(model, split.forget_mode) for k in keys.get(name, ())]
+        if (
+            len(member_keys) == members
+            and len(other_keys) == nonmembers
+            and references.covers(member_keys + other_keys)
+        ):
+            score_m, score_g = (references.lira_scores(member_keys, s) for s in (score_m, score_g))
+            other_m, other_g = (references.lira_scores(other_keys, s) for s in (other_m, other_g))
+            attack = LIRA_ATTACK
 
     def accuracy_difference(rows: np.ndarray, _: np.ndarray) -> float:
         return float(correct[rows].mean() - correct_gold[rows].mean())
@@ -164,7 +207,7 @@ def judge_against_gold(
             paired_bootstrap_interval(accuracy_difference, sizes, resamples=resamples, seed=seed),
         ),
         GoldComparison(
-            "membership attack AUC",
+            attack,
             _auc(score_m, other_m),
             _auc(score_g, other_g),
             paired_bootstrap_interval(auc_difference, sizes, resamples=resamples, seed=seed + 1),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..evaluate.report import METRICS
-from ..evaluate.verdict import MIN_PHOTOS, GoldComparison, Judgement
+from ..evaluate.verdict import LIRA_ATTACK, MIN_PHOTOS, GoldComparison, Judgement
 from ..experiment import ForgetOutcome
 from .records import CARD_METRICS, Prediction, RunRecord
 
@@ -39,15 +39,23 @@ def _detectable_text(comparison: GoldComparison, photos: str) -> str:
             f"it recognises {more} of the {photos} than the gold model does ({_pct(comparison.value)} against "
             f"{_pct(comparison.gold)}; {interval})"
         )
+    attack = _attack_words(comparison)
     if comparison.difference > 0:
         return (
-            f"a membership attack tells their photos from strangers' better than on the gold model "
+            f"{attack} tells their photos from strangers' better than on the gold model "
             f"({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
         )
     return (
-        f"their photos now stand out by looking *less* familiar than on the gold model, which a membership attack "
+        f"their photos now stand out by looking *less* familiar than on the gold model, which {attack} "
         f"detects too ({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
     )
+
+
+def _attack_words(comparison: GoldComparison) -> str:
+    """The attack of a comparison, in words."""
+    if comparison.name == LIRA_ATTACK:
+        return "a membership attack calibrated on models that never saw them (LiRA)"
+    return "a membership attack"
 
 
 #: The fewest training photos of the forgotten people with which the verdict and the (balanced, 10-fold) membership
@@ -95,7 +103,7 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
         text = (
             f"**{who} {'look' if several else 'looks'} forgotten**: on these {photos} photos the model cannot be told "
             f"from the gold model, never trained on {'them' if several else 'this person'}. It recognises "
-            f"{_pct(accuracy.value)} of them (gold {_pct(accuracy.gold)}); a membership attack scores "
+            f"{_pct(accuracy.value)} of them (gold {_pct(accuracy.gold)}); {_attack_words(attack)} scores "
             f"{_auc_pct(attack.value)} (gold {_auc_pct(attack.gold)}); both differences lie within "
             f"±{100 * judgement.margin:.0f} points (95% intervals)"
         )

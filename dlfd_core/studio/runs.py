@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..env import environment, resolve_device
 from ..errors import CancelledError, DataError
 from ..evaluate.cache import KeyedOutputs
 from ..evaluate.outputs import SplitOutputs
-from ..evaluate.verdict import Judgement, judge_against_gold
+from ..evaluate.verdict import Judgement, ReferenceStatistics, judge_against_gold
 from ..experiment import ForgetOutcome, forget
 from ..progress import ProgressFn, no_progress
 from .downloads import write_downloads
@@ -29,11 +29,20 @@ from .session import Session, one_job_at_a_time
 KEEP_FULL_RUNS = 1
 
 
-def judge(outcome: ForgetOutcome, split: Split, seed: int = 0) -> Judgement | None:
-    """The run against its gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`); ``None`` without one."""
+def judge(
+    outcome: ForgetOutcome,
+    split: Split,
+    seed: int = 0,
+    *,
+    references: ReferenceStatistics | None = None,
+    keys: Mapping[str, Sequence[str]] | None = None,
+) -> Judgement | None:
+    """The run against its gold model (:func:`~dlfd_core.evaluate.verdict.judge_against_gold`; offline LiRA when
+    ``references`` cover the photos of ``keys``, the split's parts); ``None`` without a gold model."""
     if "gold" not in outcome.outputs or "after" not in outcome.outputs:
         return None
-    return judge_against_gold(outcome.outputs["after"], outcome.outputs["gold"], split, seed=seed)
+    after, gold = outcome.outputs["after"], outcome.outputs["gold"]
+    return judge_against_gold(after, gold, split, seed=seed, references=references, keys=keys)
 
 
 def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_side: int = 6) -> list[Prediction]:
@@ -200,7 +209,7 @@ def run_forget(
     if runner is not None and should_stop is not None and should_stop():  # Cancel pressed while it ran elsewhere
         raise CancelledError("the run was cancelled")
     number = len(session.runs) + 1
-    judgement = judge(outcome, split, seed=seed)
+    judgement = judge(outcome, split, seed=seed, references=session.references, keys=split.part_keys(session.aligned))
     record = RunRecord(
         number=number,
         identities=identities,

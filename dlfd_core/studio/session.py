@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from ..data import AlignedFaces, Split
 from ..errors import BusyError, DataError
 from ..evaluate.cache import KeyedOutputs
 from .records import Enrolment, RunRecord
+
+if TYPE_CHECKING:
+    from ..references import PersonReferences
 from .uploads import delete_upload
 from .workspace import GOLD_CACHE_SIZE, GoldCache, Workspace
 
@@ -84,7 +87,14 @@ class Session:
 
     @property
     def device(self) -> torch.device:
+        """Where this session's runs and enrolment compute (the workspace's device)."""
         return self.workspace.device
+
+    @property
+    def references(self) -> PersonReferences | None:
+        """The shipped reference statistics for the verdict's LiRA attack while the session forgets from the bundled
+        model (an enrolment adds a person they say nothing of, so the verdict then uses the reference-free attack)."""
+        return self.workspace.references if self.uses_bundled_model else None
 
     @property
     def identities(self) -> tuple[str, ...]:

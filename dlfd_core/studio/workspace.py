@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,11 +20,17 @@ from ..bundled import DEFAULT_BUNDLE, Bundle
 from ..bundled import bundle as get_bundle
 from ..data import AlignedFaces, FaceDataset, Split, load_split
 from ..env import resolve_device
+from ..errors import DataError
 from ..evaluate.cache import KeyedOutputs, collect_all
 from ..evaluate.outputs import SplitOutputs
 from ..models import load_model
 from ..progress import ProgressFn, no_progress, scaled
 from .uploads import UploadOwners
+
+if TYPE_CHECKING:
+    from ..references import PersonReferences
+
+log = logging.getLogger(__name__)
 
 GOLD_CACHE_SIZE = 4
 
@@ -75,6 +82,8 @@ class Workspace:
         bundle: which bundled dataset this is (its title, credit, example person).
         gold_cache: gold models (and their outputs) for forgetting bundled people, shared by the sessions that have
             not enrolled anyone: they are trained on the bundled faces only, so they hold nobody's upload.
+        references: the bundle's shipped reference statistics for the verdict's LiRA attack, when its file is
+            there and fits these photos (``None`` otherwise: the verdict then uses the reference-free attack).
     """
 
     dataset: FaceDataset
@@ -88,6 +97,7 @@ class Workspace:
     bundle: Bundle = field(default_factory=lambda: get_bundle("orl"))
     gold_cache: GoldCache = field(default_factory=lambda: GoldCache(GOLD_CACHE_SIZE * 2), compare=False)
     upload_owners: UploadOwners = field(default_factory=lambda: UploadOwners(), compare=False)
+    references: PersonReferences | None = None
 
     @property
     def outputs(self) -> KeyedOutputs:
@@ -127,6 +137,31 @@ class Workspace:
         for index, identity in enumerate(self.aligned.identities):
             first.setdefault(identity, index)
         return [(self.aligned.crops[first[identity]], identity) for identity in self.split.known]
+
+
+def _shipped_references(
+    chosen: Bundle, aligned: AlignedFaces, split: Split, model_path: Path
+) -> PersonReferences | None:
+    """The bundle's reference statistics when they belong to its own split and model recipe and cover its photos."""
+    from ..references import PersonReferences
+
+    path = chosen.references_path
+    if model_path != chosen.model_path or not path.is_file():
+        return None
+    try:
+        references = PersonReferences.load(path)
+    except DataError as error:
+        log.warning("reference statistics not used: %s", error)
+        return None
+    meta = references.meta
+    if (
+        meta.get("dataset") != split.dataset
+        or meta.get("split_seed") != split.seed
+        or not set(references.keys) <= set(aligned.keys)
+    ):
+        log.warning("reference statistics %s belong to another split or other photos; not used", path)
+        return None
+    return references
 
 
 def load_workspace(
@@ -180,6 +215,7 @@ def load_workspace(
         outputs.set_result(compute())
     progress(1.0, "ready")
     return Workspace(
+        references=_shipped_references(chosen, aligned, split, model_path),
         dataset=dataset,
         aligned=aligned,
         split=split,

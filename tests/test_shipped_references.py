@@ -1,0 +1,105 @@
+"""Shipped reference statistics and the verdict's offline LiRA: the arithmetic by hand, a planted memorisation that
+only the calibrated attack sees, the fall-back to the reference-free attack, and the file format."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dlfd_core.errors import DataError
+from dlfd_core.evaluate.outputs import SplitOutputs
+from dlfd_core.evaluate.verdict import ATTACK, LIRA_ATTACK, judge_against_gold
+from dlfd_core.references import PERSON_REFERENCES_FORMAT, PersonReferences
+
+CLASSES = 3
+RNG = np.random.default_rng(7)
+MEMBERS, STRANGERS, COUNT, NOISE = 30, 60, 16, 0.5
+#: Each photo's own difficulty: the statistic a model that never saw the person gives it. It varies widely by photo,
+#: and the forgotten person's photos are easier than the strangers' (as a clear, frontal face is for any model).
+MU = np.r_[RNG.uniform(3.0, 8.0, MEMBERS), RNG.uniform(0.5, 5.0, STRANGERS)]
+KEYS = tuple(f"f/{i}" for i in range(MEMBERS)) + tuple(f"u/{i}" for i in range(STRANGERS))
+
+
+def _references() -> PersonReferences:
+    statistic = (MU + RNG.normal(0.0, NOISE, (COUNT, len(MU)))).astype(np.float32)
+    statistic[: COUNT // 2, :MEMBERS] = np.nan  # the first half of the models trained on the forgotten person
+    return PersonReferences(KEYS, statistic, {"format": PERSON_REFERENCES_FORMAT})
+
+
+def _outputs(phi: np.ndarray, who: str) -> SplitOutputs:
+    """Photos whose label-free statistic is ``phi`` (top logit phi + log 2 over two zeros)."""
+    logits = np.zeros((len(phi), CLASSES), np.float32)
+    logits[:, 0] = phi + np.log(CLASSES - 1)
+    return SplitOutputs(logits, np.zeros(len(phi), int), np.zeros(len(phi)), np.zeros((len(phi), 2)), (who,) * len(phi))
+
+
+def _model(shift: float, seed: int) -> dict[str, SplitOutputs]:
+    phi = MU + np.random.default_rng(seed).normal(0.0, NOISE, len(MU))
+    phi[:MEMBERS] += shift
+    return {"forget_train": _outputs(phi[:MEMBERS], "f"), "unseen": _outputs(phi[MEMBERS:], "u")}
+
+
+PARTS = {"forget_train": KEYS[:MEMBERS], "unseen": KEYS[MEMBERS:]}
+SPLIT = SimpleNamespace(forget_mode="identity")
+
+
+def test_lira_scores_are_the_z_values_against_each_photos_out_mean_and_the_pooled_std() -> None:
+    references = _references()
+    values = references.statistic.astype(np.float64)
+    means = np.nanmean(values, axis=0)
+    counts = np.sum(~np.isnan(values), axis=0)
+    pooled = np.sqrt(np.nansum((values - means) ** 2) / np.sum(counts - 1))
+    assert references.pooled_std() == pytest.approx(pooled, rel=1e-9)
+    assert references.pooled_std() == pytest.approx(NOISE, rel=0.1)
+    phi = np.arange(len(KEYS), dtype=np.float64)
+    np.testing.assert_allclose(references.lira_scores(KEYS, phi), (phi - means) / pooled, rtol=1e-9)
+    assert references.covers(KEYS) and not references.covers([*KEYS, "somebody/else"])
+
+
+def test_with_references_the_gold_model_sits_at_chance_and_a_memorisation_is_detectable() -> None:
+    """A model that never saw the person is at chance on LiRA's scale (50 %), where the reference-free AUC puts it far
+    above, because the person's photos are easy for any model: only the calibrated number reads as "never seen".
+    A model that still gives the forgotten photos a statistic 2 noise-sd above that is detectable."""
+    references, gold = _references(), _model(0.0, seed=1)
+    calibrated = judge_against_gold(_model(0.0, seed=2), gold, SPLIT, references=references, keys=PARTS)
+    blind = judge_against_gold(_model(0.0, seed=2), gold, SPLIT)
+    assert calibrated.comparisons[1].name == LIRA_ATTACK and blind.comparisons[1].name == ATTACK
+    # within 3 standard errors of an AUC on 30 against 60 photos
+    assert calibrated.comparisons[1].gold == pytest.approx(0.5, abs=0.2)
+    assert blind.comparisons[1].gold > 0.8
+    assert calibrated.outcome != "detectable"
+    remembering = judge_against_gold(_model(2 * NOISE, seed=3), gold, SPLIT, references=references, keys=PARTS)
+    assert remembering.outcome == "detectable" and remembering.comparisons[1].difference > 0.2
+
+
+def test_without_coverage_or_in_instance_mode_the_attack_is_reference_free() -> None:
+    references, gold = _references(), _model(0.0, seed=1)
+    model = _model(0.0, seed=4)
+    strangers_missing = {"forget_train": PARTS["forget_train"], "unseen": tuple(f"x/{i}" for i in range(STRANGERS))}
+    for keys in (strangers_missing, None):
+        judgement = judge_against_gold(model, gold, SPLIT, references=references, keys=keys)
+        assert judgement.comparisons[1].name == ATTACK
+    # forgetting single photos: the references' OUT models did not know the person, so they do not apply
+    as_instances = {"forget_train": model["forget_train"], "retain_test": model["unseen"]}
+    gold_instances = {"forget_train": gold["forget_train"], "retain_test": gold["unseen"]}
+    keys = {"forget_train": PARTS["forget_train"], "retain_test": PARTS["unseen"]}
+    instance = SimpleNamespace(forget_mode="instance")
+    judgement = judge_against_gold(as_instances, gold_instances, instance, references=references, keys=keys)
+    assert judgement.comparisons[1].name == ATTACK
+
+
+def test_the_file_round_trips_and_a_foreign_file_is_refused(tmp_path) -> None:
+    references = _references()
+    path = tmp_path / "refs.npz"
+    references.save(path)
+    again = PersonReferences.load(path)
+    assert again.keys == references.keys and again.meta == dict(references.meta)
+    np.testing.assert_array_equal(again.statistic, references.statistic)
+    np.savez(tmp_path / "other.npz", keys=np.asarray(["a"]), statistic=np.zeros((2, 1)), meta=np.asarray("{}"))
+    with pytest.raises(DataError, match="not a reference-statistics file"):
+        PersonReferences.load(tmp_path / "other.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read"):
+        PersonReferences.load(tmp_path / "broken.npz")
