@@ -103,3 +103,26 @@ def test_the_file_round_trips_and_a_foreign_file_is_refused(tmp_path) -> None:
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot read"):
         PersonReferences.load(tmp_path / "broken.npz")
+
+
+@pytest.mark.parametrize("name", ["orl", "lfw"])
+def test_each_bundle_ships_reference_statistics_for_its_split_and_recipe(name: str) -> None:
+    """The shipped files load, belong to the bundle's split and its model's recipe, give every never-trained photo all
+    their OUT values and every known person's photo some, and assets/README.md gives their current sha256."""
+    from dlfd_core.bundled import bundle
+    from dlfd_core.data import load_split
+    from dlfd_core.models import read_model_metadata
+    from dlfd_core.paths import REPO_ROOT, sha256_file
+
+    chosen = bundle(name)
+    references = PersonReferences.load(chosen.references_path)
+    split = load_split(chosen.split_path)
+    assert references.meta["dataset"] == split.dataset and references.meta["split_seed"] == split.seed
+    assert references.meta["recipe"] == read_model_metadata(chosen.model_path)["train_config"]
+    out = np.sum(~np.isnan(references.statistic), axis=0)
+    never = {k for k in references.keys if k.split("/")[0] in set(split.never_trained)}
+    position = {k: i for i, k in enumerate(references.keys)}
+    assert never and all(out[position[k]] == references.count for k in never)
+    assert all(0 < out[position[k]] < references.count for k in split.train_keys)
+    readme = (REPO_ROOT / "assets" / "README.md").read_text(encoding="utf-8")
+    assert sha256_file(chosen.references_path) in readme
