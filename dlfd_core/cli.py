@@ -839,6 +839,7 @@ def cmd_references(args: argparse.Namespace) -> int:
         backbone=model.backbone_name,
         recipe=recipe_of(model),
         seed=args.seed,
+        out_fraction=args.out_fraction,
         device=args.device,
         prefix=lambda m, keys: cache.prefix_outputs(m, keys, aligned),
         progress=_progress_printer("reference models"),
@@ -1037,6 +1038,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="NAME", choices=tuple(bundle_names()), help="bundled dataset (default: orl)")
     p.add_argument("--count", type=_int_arg(2, 256), default=16, help="reference models (default 16)")
     p.add_argument("--seed", type=_seed_arg, default=0, help=f"draws of the halves and training seeds, 0 to {MAX_SEED}")
+    p.add_argument(
+        "--out-fraction",
+        type=float,
+        default=0.5,
+        help="share of the known people each reference model leaves out (default 0.5)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
     p.add_argument("--out", metavar="PATH", help="where to save (.npz; default: the bundle's shipped file)")
     p.set_defaults(func=cmd_references)

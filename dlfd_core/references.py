@@ -395,6 +395,7 @@ def train_person_references(
     backbone: str,
     recipe: Any,
     seed: int = 0,
+    out_fraction: float = 0.5,
     device: str | torch.device = "cpu",
     prefix: Any = None,
     progress: ProgressFn = no_progress,
@@ -405,15 +406,20 @@ def train_person_references(
     statistic of every photo of a known or never-trained person under the models that never saw that person.
 
     Args:
+        out_fraction: the share of the known people each model leaves out (each person is then OUT in about
+            ``count * out_fraction`` models). Smaller is closer to a gold model, which leaves out one person and
+            keeps the others, at the cost of fewer OUT values per person.
         prefix: the frozen-prefix shortcut of :func:`~dlfd_core.train.train_on_split` (cached prefix outputs).
 
     Raises:
-        DataError: fewer than 2 reference models, or fewer than 2 known people.
+        DataError: fewer than 2 reference models, fewer than 2 known people, or an out_fraction outside (0, 1).
     """
     from .data import with_forget_identities
 
     if count < 2:
         raise DataError(f"reference statistics need at least 2 reference models, got {count}")
+    if not 0.0 < out_fraction < 1.0:
+        raise DataError(f"out_fraction must lie strictly between 0 and 1, got {out_fraction}")
     known = list(split.known)
     if len(known) < 2:
         raise DataError("reference statistics need at least 2 known people")
@@ -423,7 +429,7 @@ def train_person_references(
     owner = dict(zip(aligned.keys, aligned.identities, strict=True))
     statistic = np.full((count, len(keys)), np.nan, dtype=np.float32)
     for r in range(count):
-        out = np.random.default_rng([int(seed), 5, r]).random(len(known)) < 0.5
+        out = np.random.default_rng([int(seed), 5, r]).random(len(known)) < out_fraction
         if out.all() or not out.any():  # every model knows someone and forgets someone
             out[r % len(known)] = not out[r % len(known)]
         forgotten = [p for p, o in zip(known, out, strict=True) if o]
@@ -443,6 +449,7 @@ def train_person_references(
         "recipe": recipe.to_dict() if hasattr(recipe, "to_dict") else None,
         "count": count,
         "seed": int(seed),
+        "out_fraction": out_fraction,
         "statistic": "logit_confidence, top class",
         "seconds": time.perf_counter() - start,
     }

@@ -30,6 +30,7 @@ from dlfd_core.data import with_forget_identities  # noqa: E402
 from dlfd_core.env import environment  # noqa: E402
 from dlfd_core.evaluate.attacks import attack_summary, membership_scores  # noqa: E402
 from dlfd_core.experiment import forget  # noqa: E402
+from dlfd_core.references import PersonReferences  # noqa: E402
 from dlfd_core.train import recipe_of, train_on_split  # noqa: E402
 from dlfd_core.unlearn import create_method  # noqa: E402
 
@@ -39,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="orl", choices=("orl", "lfw"))
     parser.add_argument("--people", type=int, default=5, help="people forgotten, one at a time")
     parser.add_argument("--methods", default="class_reset,dlfd", help="unlearning methods, comma-separated")
+    parser.add_argument("--references", help="a reference-statistics file (default: the bundle's shipped one)")
     parser.add_argument("--json", help="write the summary here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     workspace = studio.load_workspace(args.dataset)
-    references = workspace.references
+    references = PersonReferences.load(args.references) if args.references else workspace.references
     if references is None:
         parser.error(f"no shipped reference statistics for {args.dataset}: run python -m dlfd_core references first")
     aligned, base, model, cache = workspace.aligned, workspace.split, workspace.model, workspace.outputs
