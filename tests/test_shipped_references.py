@@ -126,3 +126,12 @@ def test_each_bundle_ships_reference_statistics_for_its_split_and_recipe(name: s
     assert all(0 < out[position[k]] < references.count for k in split.train_keys)
     readme = (REPO_ROOT / "assets" / "README.md").read_text(encoding="utf-8")
     assert sha256_file(chosen.references_path) in readme
+
+
+def test_bad_reference_requests_are_refused_before_any_training() -> None:
+    from dlfd_core.references import train_person_references
+
+    split = SimpleNamespace(known=("a", "b"), never_trained=())
+    for count, share in ((1, 0.5), (4, 0.0), (4, 1.0)):
+        with pytest.raises(DataError):
+            train_person_references(None, split, count=count, backbone="x", recipe=None, out_fraction=share)
