@@ -583,7 +583,15 @@ def _judged(
     photos)."""
     from .evaluate.verdict import ATTACK, LIRA_ATTACK, judge_against_gold
 
-    judgement = judge_against_gold(outputs, gold, split, seed=seed, references=references, keys=keys)
+    try:
+        judgement = judge_against_gold(outputs, gold, split, seed=seed, references=references, keys=keys)
+    except DLFDError as error:  # e.g. a diverged model's non-finite outputs: the record says so, the others go on
+        log.warning("not judged: %s", error)
+        return {
+            "judgement": "not judged",
+            "attack": None,
+            "metrics": {"attack_auc": math.nan, "attack_auc_gap_to_gold": math.nan},
+        }
     attack = [c for c in judgement.comparisons if c.name in (ATTACK, LIRA_ATTACK)]
     auc, gap = (attack[0].value, attack[0].difference) if attack else (math.nan, math.nan)
     name = ("lira" if attack[0].name == LIRA_ATTACK else "confidence") if attack else None

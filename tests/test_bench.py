@@ -132,3 +132,22 @@ def test_t_interval_matches_a_hand_computation() -> None:
     assert low == pytest.approx(2 - 4.3027 / 3**0.5, abs=1e-3) and high == pytest.approx(2 + 4.3027 / 3**0.5, abs=1e-3)
     assert t_interval(np.array([0.5, 0.5])) == (0.5, 0.5)
     assert all(math.isnan(v) for v in t_interval(np.array([0.5])))
+
+
+def test_a_diverged_model_is_recorded_as_not_judged_and_the_bench_goes_on():
+    """Non-finite outputs cannot be judged against the gold model: the record says so instead of ending the cell."""
+    from types import SimpleNamespace
+
+    from dlfd_core.bench import _judged
+    from dlfd_core.evaluate.outputs import SplitOutputs
+
+    def part(value: float, n: int = 8) -> SplitOutputs:
+        logits = np.full((n, 3), value, np.float32)
+        logits[:, 0] += 1.0
+        return SplitOutputs(logits, np.zeros(n, int), np.zeros(n), np.zeros((n, 2)), ("p",) * n)
+
+    gold = {"forget_train": part(0.0), "unseen": part(0.0)}
+    diverged = {"forget_train": part(np.nan), "unseen": part(np.nan)}
+    record = _judged(diverged, gold, SimpleNamespace(forget_mode="identity"), seed=0)
+    assert record["judgement"] == "not judged" and math.isnan(record["metrics"]["attack_auc"])
+    assert _judged(gold, gold, SimpleNamespace(forget_mode="identity"), seed=0)["judgement"] == "forgotten"
