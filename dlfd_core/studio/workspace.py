@@ -140,13 +140,14 @@ class Workspace:
 
 
 def _shipped_references(
-    chosen: Bundle, aligned: AlignedFaces, split: Split, model_path: Path
+    chosen: Bundle, aligned: AlignedFaces, split: Split, split_path: Path, model_path: Path
 ) -> PersonReferences | None:
-    """The bundle's reference statistics when they belong to its own split and model recipe and cover its photos."""
+    """The bundle's reference statistics, for its own split file and shipped model (whose recipe they were trained
+    with), when they name that split and cover only its photos; ``None`` otherwise."""
     from ..references import PersonReferences
 
     path = chosen.references_path
-    if model_path != chosen.model_path or not path.is_file():
+    if model_path != chosen.model_path or split_path != chosen.split_path or not path.is_file():
         return None
     try:
         references = PersonReferences.load(path)
@@ -215,7 +216,7 @@ def load_workspace(
         outputs.set_result(compute())
     progress(1.0, "ready")
     return Workspace(
-        references=_shipped_references(chosen, aligned, split, model_path),
+        references=_shipped_references(chosen, aligned, split, split_path, model_path),
         dataset=dataset,
         aligned=aligned,
         split=split,
