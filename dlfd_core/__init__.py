@@ -10,7 +10,7 @@ dlfd_core`` stays cheap)::
     split = dl.with_forget_identities(dl.load_split(faces.split_path), ["s7"])
     model = dl.load_model(faces.model_path)
     outcome = dl.forget(aligned, split, model, dl.create_method("dlfd"), train_gold=True)
-    print(dl.format_table(outcome.reports))       # before / after / gold, every metric with its direction
+    table = dl.format_table(outcome.reports)      # before / after / gold, every metric with its direction
     judgement = dl.judge_against_gold(outcome.outputs["after"], outcome.outputs["gold"], split)
 
 The layers, lowest first: :mod:`~dlfd_core.data` (faces, splits) and :mod:`~dlfd_core.faces` (detection,

@@ -19,6 +19,7 @@ training of the trainable part.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -330,28 +331,37 @@ class PersonReferences:
 
     def covers(self, keys: Sequence[str]) -> bool:
         """Whether every photo of ``keys`` has at least one OUT value (so LiRA can score it)."""
-        index = self._index()
-        return all(k in index and bool(np.any(~np.isnan(self.statistic[:, index[k]]))) for k in keys)
+        index, counts = self._index, self._out_counts
+        return all(k in index and counts[index[k]] > 0 for k in keys)
 
     def lira_scores(self, keys: Sequence[str], phi: np.ndarray) -> np.ndarray:
         """Offline LiRA's z-values of a model's statistic ``phi`` on the photos ``keys``, against their OUT
         reference values, with one standard deviation pooled over every covered photo (LiRA's advice for fewer than
         64 reference models: each photo's own OUT values are too few for its own variance)."""
-        index = self._index()
-        columns = np.asarray([index[k] for k in keys], dtype=np.int64)
+        columns = np.asarray([self._index[k] for k in keys], dtype=np.int64)
         mean = np.nanmean(self.statistic[:, columns].astype(np.float64), axis=0)
-        return (np.asarray(phi, dtype=np.float64) - mean) / max(self.pooled_std(), 1e-3)
+        return (np.asarray(phi, dtype=np.float64) - mean) / max(self._pooled_std, 1e-3)
 
     def pooled_std(self) -> float:
         """The standard deviation of the OUT statistic around each photo's own OUT mean, pooled over photos."""
+        return self._pooled_std
+
+    # computed once per loaded file: the verdict scores four sets of photos per run, the bench every record
+    @functools.cached_property
+    def _pooled_std(self) -> float:
         values = self.statistic.astype(np.float64)
         counts = np.sum(~np.isnan(values), axis=0)
         usable = counts >= 2
         spread = values[:, usable] - np.nanmean(values[:, usable], axis=0)
         return float(np.sqrt(np.nansum(spread**2) / np.sum(counts[usable] - 1)))
 
+    @functools.cached_property
     def _index(self) -> dict[str, int]:
         return {k: i for i, k in enumerate(self.keys)}
+
+    @functools.cached_property
+    def _out_counts(self) -> np.ndarray:
+        return np.sum(~np.isnan(self.statistic), axis=0)
 
     def save(self, path: str | Path) -> None:
         """Write ``path`` (``.npz``: the keys, the statistic, the metadata as JSON), atomically."""
