@@ -1,6 +1,6 @@
 """Browser tests: the real app in a subprocess, driven by Debian's chromium through playwright's sync API.
 
-`make test` installs chromium with apt-get (target `browser`); never `playwright install`, which downloads a
+`make test-slow` installs chromium with apt-get (target `browser`); never `playwright install`, which downloads a
 browser of its own. Without a browser or without playwright these tests skip, except under CI (`CI=true`), where
 they fail so that a broken set-up cannot pass unnoticed. Every test in this folder is marked `browser` and `slow`
 (`pytest -m "not browser"` leaves them out).
