@@ -744,7 +744,11 @@ def do_run(
         page.plot_embedding: embedding_figure(outputs["before"], outputs["after"], gold=outputs.get("gold")),
         # the app forgets whole people: their non-members are the unseen people
         page.plot_attack: attack_figure(
-            outputs["before"], outputs["after"], forget_mode="identity", gold=outputs.get("gold")
+            outputs["before"],
+            outputs["after"],
+            forget_mode="identity",
+            gold=outputs.get("gold"),
+            attack=record.attack,
         ),
         page.runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
         page.plot_runs: runs_figure(rows),

@@ -10,6 +10,7 @@ import pytest
 import app
 from dlfd_core import studio
 from dlfd_core.errors import DLFDError
+from dlfd_core.evaluate.attacks import LIRA_ATTACK
 from dlfd_core.unlearn import create_method, method_class, method_names
 
 
@@ -215,6 +216,15 @@ def test_a_run_from_booking_to_results_through_the_handlers(page_app, tmp_path):
         )
         assert out[page.verdict].startswith("**s7: not judged.**")
         assert "data-metric='forget_train_acc'" in out[page.cards]
+        # one attack scale: the card's AUC (with its interval over photos) is the figure's, and the page says how
+        # to read it
+        assert "data-metric='attack_auc'" in out[page.cards] and "class='dlfd-ci'" in out[page.cards]
+        assert studio.SCALE_NOTE in out[page.cards]
+        after = session.runs[0].outcome.reports["after"]
+        assert after.meta["attack"] == LIRA_ATTACK  # the bundled model ships its reference statistics
+        assert "Membership attack (AUC), LiRA" in out[page.cards]
+        roc = [t.name for t in out[page.plot_attack].data if t.name and t.name.startswith("Unlearned: AUC")]
+        assert roc == [f"Unlearned: AUC {after.metrics['attack_auc']:.0%} (LiRA)"]
         assert out[page.run_status].startswith("Run #1 class_reset finished")
         assert len(out[page.runs_table]["value"]) == 1 and len(out[page.downloads]) == 3
         assert app.job_ended(page_app, "a run", session) == {page.run_button: gr.update(interactive=True)}

@@ -135,3 +135,24 @@ def test_bad_reference_requests_are_refused_before_any_training() -> None:
     for count, share in ((1, 0.5), (4, 0.0), (4, 1.0)):
         with pytest.raises(DataError):
             train_person_references(None, split, count=count, backbone="x", recipe=None, out_fraction=share)
+
+
+def test_reports_carry_the_verdicts_attack_with_its_interval() -> None:
+    """One scale: with references, a report's ``attack_auc`` is the AUC the verdict compared (LiRA), with a bootstrap
+    interval around it; without them the report keeps the reference-free AUC, which is then the verdict's too."""
+    from dlfd_core.evaluate.evaluate import report_from_outputs, with_attack
+
+    references, gold, model = _references(), _model(0.0, seed=1), _model(2 * NOISE, seed=3)
+    judgement = judge_against_gold(model, gold, SPLIT, references=references, keys=PARTS)
+    plain = report_from_outputs(model, SPLIT)
+    assert plain.meta["attack"] == ATTACK
+    assert plain.metrics["attack_auc"] == pytest.approx(judge_against_gold(model, gold, SPLIT).comparisons[1].value)
+    rescored = with_attack(plain, model, SPLIT, references=references, keys=PARTS)
+    assert rescored.meta["attack"] == LIRA_ATTACK
+    assert rescored.metrics["attack_auc"] == pytest.approx(judgement.comparisons[1].value)
+    low, high = rescored.interval("attack_auc")
+    assert low <= rescored.metrics["attack_auc"] <= high and high - low > 0
+    assert rescored.metrics["forget_train_acc"] == plain.metrics["forget_train_acc"]
+    # photos the references do not cover: the report is left as it was
+    uncovered = {"forget_train": PARTS["forget_train"], "unseen": tuple(f"x/{i}" for i in range(STRANGERS))}
+    assert with_attack(plain, model, SPLIT, references=references, keys=uncovered) is plain

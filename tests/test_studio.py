@@ -71,7 +71,7 @@ def test_a_run_writes_its_report_and_model(session):
     assert reloaded.metadata["forgotten"] == ["s7"]
     row = session.runs_table()[0]
     assert row["run"] == "#1 class_reset" and row["forget_train_acc"] == 0.0
-    assert "data-metric='nomus_label_free'" in studio.cards_html(record)
+    assert "data-metric='attack_auc'" in studio.cards_html(record)
 
 
 def torch_equal(a, b) -> bool:

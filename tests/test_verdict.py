@@ -116,3 +116,17 @@ def test_paired_bootstrap_of_a_constant_and_of_a_mean() -> None:
     low, high = paired_bootstrap_interval(lambda rows, _: float(values[rows].mean()), (10, 0), resamples=4000)
     # the mean of 10 draws from 0..9: standard error 2.87 / sqrt(10) = 0.91, so the 95% interval is about ±1.8
     assert low == pytest.approx(4.5 - 1.78, abs=0.3) and high == pytest.approx(4.5 + 1.78, abs=0.3)
+
+
+def test_a_report_gives_each_accuracy_its_wilson_interval_over_photos() -> None:
+    from scipy.stats import binomtest
+
+    from dlfd_core.evaluate.evaluate import report_from_outputs
+
+    correct = np.r_[np.ones(9, bool), np.zeros(3, bool)]
+    parts = _parts(_outputs(MEMBERS, correct=correct), _outputs(STRANGERS, label=-1, who="u"))
+    report = report_from_outputs(parts, _split())
+    assert report.metrics["forget_train_acc"] == pytest.approx(0.75)
+    wilson = binomtest(9, 12).proportion_ci(method="wilson")
+    assert report.interval("forget_train_acc") == pytest.approx((wilson.low, wilson.high))
+    assert report.interval("nomus") is None  # only the headline numbers carry one

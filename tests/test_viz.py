@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from dlfd_core.errors import DataError, DLFDError
 from dlfd_core.evaluate import SplitOutputs
-from dlfd_core.evaluate.attacks import membership_auc, membership_scores
+from dlfd_core.evaluate.attacks import LIRA_ATTACK, PhotoScores, membership_auc, membership_scores
 from dlfd_core.evaluate.shift import feature_shift
 from dlfd_core.viz import FigureInputError, attack_figure, embedding_figure, runs_figure
 
@@ -198,12 +198,25 @@ def test_attack_figure_layout_and_auc_in_legend() -> None:
     assert len(histograms) == 9
     rocs = [t for t in fig.data if isinstance(t, go.Scatter) and "AUC" in t.name and "Chance" not in t.name]
     assert [t.name for t in rocs] == [
-        f"{label}: AUC {attack_auc(parts):.3f}"
+        f"{label}: AUC {attack_auc(parts):.0%}"
         for label, parts in (("Original", before), ("Unlearned", after), ("Gold", gold))
     ]
     assert sum(t.showlegend is not False for t in fig.data if t.name.startswith("Chance")) == 1
     assert 420 <= fig.layout.height <= 520
     json.loads(fig.to_json())  # serialisable as the app sends it
+
+
+def test_attack_figure_draws_the_verdicts_scores_when_given() -> None:
+    """With the verdict's per-photo scores (e.g. LiRA's), the ROC row and its AUC are theirs, not the confidence's."""
+    rng = np.random.default_rng(9)
+    before, after, gold = (_random_parts(rng) for _ in range(3))
+    # scores that rank every forgotten photo above every non-member: AUC 100%, whatever the confidences say
+    lira = PhotoScores(LIRA_ATTACK, np.full(3, 5.0), np.zeros(4))
+    fig = attack_figure(before, after, forget_mode="identity", gold=gold, attack={"after": lira})
+    rocs = {t.name.split(":")[0]: t for t in fig.data if isinstance(t, go.Scatter) and "AUC" in t.name}
+    assert rocs["Unlearned"].name == "Unlearned: AUC 100% (LiRA)"
+    assert rocs["Original"].name == f"Original: AUC {attack_auc(before):.0%}"
+    assert "LiRA" in fig.layout.title.subtitle.text
 
 
 def test_attack_figure_without_forget_photos_draws_no_roc() -> None:

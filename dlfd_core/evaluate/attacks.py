@@ -26,8 +26,9 @@ Every function here is pure NumPy on per-photo arrays; training the reference mo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy.special import logsumexp
@@ -36,10 +37,15 @@ from sklearn.metrics import roc_curve
 
 from ..errors import DataError
 from .metrics import rank_auc
-from .outputs import SplitOutputs, check_parts, nonmember_outputs
+from .outputs import SplitOutputs, check_parts, nonmember_outputs, nonmember_part_names
 
 __all__ = [
+    "ATTACK",
+    "LIRA_ATTACK",
     "AttackSummary",
+    "PhotoScores",
+    "ReferenceStatistics",
+    "photo_scores",
     "membership_auc",
     "membership_scores",
     "attack_summary",
@@ -220,16 +226,28 @@ def _pair_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
     return rank_auc(np.r_[members, nonmembers], np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)])
 
 
+#: Above this many member × non-member pairs the bootstrap ranks each draw instead of reusing one pair table.
+_PAIR_TABLE_LIMIT = 4_000_000
+
+
 def bootstrap_auc_interval(
     members: np.ndarray, nonmembers: np.ndarray, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """The percentile bootstrap interval of the AUC: members and non-members are resampled with replacement, each
-    side keeping its size (``resamples`` seeded draws)."""
+    side keeping its size (``resamples`` seeded draws).
+
+    A draw's AUC is the mean of the pair table (1 where the member scores higher, ½ on a tie) weighted by how often
+    each photo was drawn, so the table is built once and every draw costs a matrix product."""
     m, n = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    draws = [
-        _pair_auc(m[rng.integers(0, len(m), len(m))], n[rng.integers(0, len(n), len(n))]) for _ in range(resamples)
-    ]
+    picks = [(rng.integers(0, len(m), len(m)), rng.integers(0, len(n), len(n))) for _ in range(resamples)]
+    if len(m) * len(n) <= _PAIR_TABLE_LIMIT:
+        table = (m[:, None] > n[None, :]) + 0.5 * (m[:, None] == n[None, :])
+        m_counts = np.stack([np.bincount(i, minlength=len(m)) for i, _ in picks]).astype(np.float64)
+        n_counts = np.stack([np.bincount(j, minlength=len(n)) for _, j in picks]).astype(np.float64)
+        draws = ((m_counts @ table) * n_counts).sum(axis=1) / (len(m) * len(n))
+    else:
+        draws = np.array([_pair_auc(m[i], n[j]) for i, j in picks])
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     return float(low), float(high)
@@ -293,6 +311,78 @@ def membership_scores(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> 
         "nonmember": scores(nonmember_outputs(outputs, forget_mode)),
         "retain": scores(outputs.get("retain_train")),
     }
+
+
+ATTACK = "membership attack AUC"
+"""The reference-free attack's name: :func:`membership_scores`, the top class's logit-scaled confidence."""
+LIRA_ATTACK = "LiRA attack AUC"
+"""Offline LiRA's name: each photo's :func:`membership_scores` as a z-value against models that never saw its person."""
+
+
+class ReferenceStatistics(Protocol):
+    """Per-photo OUT statistics from reference models (:class:`~dlfd_core.references.PersonReferences`)."""
+
+    @property
+    def count(self) -> int: ...
+
+    def covers(self, keys: Sequence[str]) -> bool:
+        """Whether every photo of ``keys`` has OUT values."""
+        ...
+
+    def lira_scores(self, keys: Sequence[str], phi: np.ndarray) -> np.ndarray:
+        """Offline LiRA's z-values of the statistic ``phi`` on the photos ``keys``."""
+        ...
+
+
+@dataclass(frozen=True)
+class PhotoScores:
+    """The per-photo membership scores of one model that the verdict, the cards and the attack figure judge by.
+
+    Attributes:
+        attack: :data:`ATTACK` or :data:`LIRA_ATTACK`.
+        forget: the forgotten training photos' scores (members).
+        nonmember: the non-members' scores (the split's ``forget_mode`` decides who they are).
+    """
+
+    attack: str
+    forget: np.ndarray
+    nonmember: np.ndarray
+
+    def summary(self, *, seed: int = 0) -> AttackSummary:
+        """AUC, its 95 % bootstrap interval and the low-FPR true-positive rates (:func:`attack_summary`)."""
+        return attack_summary(self.forget, self.nonmember, seed=seed)
+
+
+def photo_scores(
+    outputs: Mapping[str, SplitOutputs],
+    forget_mode: str,
+    *,
+    references: ReferenceStatistics | None = None,
+    keys: Mapping[str, Sequence[str]] | None = None,
+) -> PhotoScores:
+    """The one per-photo membership attack of this project, for one model.
+
+    Offline LiRA (:data:`LIRA_ATTACK`) when a whole person is forgotten and ``references`` cover every photo it
+    scores (``keys``: each part's image keys, in the outputs' order, :meth:`~dlfd_core.data.Split.part_keys`);
+    otherwise the reference-free :func:`membership_scores` (:data:`ATTACK`). The choice depends only on the photos,
+    so a model and its gold model scored with the same arguments are scored by the same attack.
+
+    Raises:
+        DataError: malformed outputs or non-finite logits.
+    """
+    scores = membership_scores(outputs, forget_mode)
+    member, other = scores["forget"], scores["nonmember"]
+    if references is None or keys is None or forget_mode != "identity":
+        return PhotoScores(ATTACK, member, other)
+    member_keys = list(keys.get("forget_train", ()))
+    other_keys = [k for name in nonmember_part_names(outputs, forget_mode) for k in keys.get(name, ())]
+    if len(member_keys) != len(member) or len(other_keys) != len(other) or not member_keys or not other_keys:
+        return PhotoScores(ATTACK, member, other)
+    if not references.covers(member_keys + other_keys):
+        return PhotoScores(ATTACK, member, other)
+    return PhotoScores(
+        LIRA_ATTACK, references.lira_scores(member_keys, member), references.lira_scores(other_keys, other)
+    )
 
 
 def membership_auc(outputs: Mapping[str, SplitOutputs], forget_mode: str) -> float:

@@ -17,6 +17,15 @@ Membership attacks (members are always ``forget_train``):
   non-members are the unseen people's photos (what a forgotten person should look like to the model); for instance
   forgetting, the held-out test photos.
 
+* ``attack_auc`` is the project's per-photo attack (:func:`~dlfd_core.evaluate.attacks.photo_scores`, the one the
+  verdict, the result cards and the attack figure use): the ROC AUC of the top class's logit-scaled confidence,
+  forgotten training photos against the same non-members as ``label_free_mia_*``. Here it is reference-free; with
+  reference statistics the app and the benchmark replace it by offline LiRA's (:func:`with_attack`).
+
+Intervals: the headline numbers carry a 95 % interval over photos in a report's ``meta["intervals"]``
+(:meth:`~dlfd_core.evaluate.report.Report.interval`): the Wilson score interval for each accuracy, the percentile
+bootstrap for ``attack_auc``.
+
 Embedding leakage: can the forgotten people still be matched by the model's features?
 ``forget_verification_auc`` scores pairs involving a forgotten person among forget, held-out and unseen photos;
 ``forget_nn_identification`` identifies forgotten photos by 1-NN: held-out photos of forgotten people against all
@@ -32,17 +41,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 
 from ..data.aligned import AlignedFaces
 from ..data.splits import Split, aligned_for
 from ..data.transforms import crops_to_tensor
 from ..errors import DataError
+from .attacks import ATTACK, ReferenceStatistics, photo_scores
 from .metrics import (
     MIAResult,
     accuracy,
@@ -127,6 +138,21 @@ def _accuracy_of(part: SplitOutputs, name: str) -> float:
     return accuracy(part.logits, part.labels)
 
 
+def _accuracy_interval(part: SplitOutputs) -> tuple[float, float]:
+    """The 95 % Wilson score interval of the accuracy on one part's labelled photos."""
+    labelled = np.asarray(part.labelled)
+    right = int((np.asarray(part.logits).argmax(1) == np.asarray(part.labels))[labelled].sum())
+    interval = binomtest(right, int(labelled.sum())).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def _attack_auc(out: Mapping[str, SplitOutputs], split: Split, seed: int, ci: dict[str, tuple[float, float]]) -> float:
+    """``attack_auc`` from the reference-free per-photo attack; its bootstrap interval goes into ``ci``."""
+    summary = photo_scores(out, split.forget_mode).summary(seed=seed)
+    ci["attack_auc"] = summary.auc_interval
+    return summary.auc
+
+
 def _derived(name: str, value: float, sources: tuple[str, ...], m: dict[str, float], reasons: dict[str, str]) -> None:
     """Store a metric computed from others (NaN in, NaN out); a NaN takes the reason of the first NaN source."""
     m[name] = value
@@ -157,6 +183,7 @@ def compute_metrics(
     gold: Mapping[str, SplitOutputs] | None = None,
     seed: int = 0,
     reasons: dict[str, str] | None = None,
+    intervals: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, float]:
     """Every metric of a model from its per-part outputs (and the gold model's, for the alignment metrics).
 
@@ -172,17 +199,22 @@ def compute_metrics(
         reasons: when given, cleared and filled with one short sentence per NaN metric, saying why it is NaN
             (``{"forgetting_score": "the loss-based membership attack needs at least 6 training photos being
             forgotten and 6 photos never trained on; got 3 and 40 (3 of each after balancing)"}``).
+        intervals: when given, cleared and filled with the 95 % interval over photos of each accuracy and of
+            ``attack_auc`` that is defined (see the module).
 
     Returns:
         ``{metric name: value}``, NaN where undefined.
     """
     why: dict[str, str] = {}
     m: dict[str, float] = {}
+    ci: dict[str, tuple[float, float]] = {}
     out = dict(outputs)
     for name in ("retain_train", "retain_test", "forget_train", "forget_test"):
         if name in out:
             part = out[name]
             _safe(f"{name}_acc", lambda part=part, name=name: _accuracy_of(part, name), m, why)
+            if not math.isnan(m[f"{name}_acc"]):
+                ci[f"{name}_acc"] = _accuracy_interval(part)
     forget = out.get("forget_train")
     test_parts = [out[p] for p in ("retain_test", "forget_test") if p in out]
     if forget is not None and test_parts:
@@ -211,12 +243,17 @@ def compute_metrics(
         )
         _derived("forgetting_score_label_free", forgetting_score(label_free), ("label_free_mia_acc",), m, why)
         _derived("nomus_label_free", nomus(test_acc, label_free), ("label_free_mia_acc", "retain_test_acc"), m, why)
+    if forget is not None:
+        _safe("attack_auc", lambda: _attack_auc(out, split, seed, ci), m, why)
     _embedding_metrics(out, split, m, seed, why)
     if gold is not None:
         _gold_metrics(out, gold, m, why)
     if reasons is not None:
         reasons.clear()
         reasons.update({k: v for k, v in why.items() if k in m and math.isnan(m[k])})
+    if intervals is not None:
+        intervals.clear()
+        intervals.update({k: v for k, v in ci.items() if not math.isnan(m.get(k, math.nan))})
     return m
 
 
@@ -361,13 +398,41 @@ def report_from_outputs(
     ``meta["undefined"]`` (present when some metric is NaN) maps each NaN metric to why it is NaN.
     """
     reasons: dict[str, str] = {}
-    metrics = compute_metrics(outputs, split, gold=gold, seed=seed, reasons=reasons)
+    intervals: dict[str, tuple[float, float]] = {}
+    metrics = compute_metrics(outputs, split, gold=gold, seed=seed, reasons=reasons, intervals=intervals)
     info: dict[str, Any] = {
         "forget_mode": split.forget_mode,
         "seed": seed,
         "parts": {k: len(v) for k, v in outputs.items()},
+        "intervals": {k: list(v) for k, v in intervals.items()},
     }
+    if "attack_auc" in metrics:
+        info["attack"] = ATTACK
     if reasons:
         info["undefined"] = reasons
     info.update(meta or {})
     return Report(metrics=metrics, meta=info)
+
+
+def with_attack(
+    report: Report,
+    outputs: Mapping[str, SplitOutputs],
+    split: Split,
+    *,
+    references: ReferenceStatistics | None,
+    keys: Mapping[str, Sequence[str]] | None,
+    seed: int = 0,
+) -> Report:
+    """``report`` with ``attack_auc`` (and its interval) from the verdict's attack on ``outputs``: offline LiRA when
+    ``references`` cover the photos (:func:`~dlfd_core.evaluate.attacks.photo_scores`), else unchanged.
+    ``meta["attack"]`` names the attack the value comes from."""
+    try:
+        scores = photo_scores(outputs, split.forget_mode, references=references, keys=keys)
+    except DataError:
+        return report
+    if scores.attack == ATTACK or not len(scores.forget) or not len(scores.nonmember):
+        return report
+    summary = scores.summary(seed=seed)
+    intervals = {**dict(report.meta.get("intervals", {})), "attack_auc": list(summary.auc_interval)}
+    meta = {**report.meta, "attack": scores.attack, "intervals": intervals}
+    return Report(metrics={**report.metrics, "attack_auc": summary.auc}, meta=meta)

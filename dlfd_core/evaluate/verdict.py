@@ -30,17 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from ..data.splits import Split
+from .attacks import ATTACK, LIRA_ATTACK, ReferenceStatistics, photo_scores
 from .attacks import _pair_auc as _auc
-from .attacks import membership_scores
-from .outputs import SplitOutputs, nonmember_outputs, nonmember_part_names
+from .outputs import SplitOutputs, nonmember_outputs
 
 __all__ = [
+    "ATTACK",
     "DEFAULT_MARGIN",
+    "LIRA_ATTACK",
     "MIN_PHOTOS",
     "GoldComparison",
     "Judgement",
@@ -54,26 +55,6 @@ DEFAULT_MARGIN = 0.10
 
 MIN_PHOTOS = 6
 """Fewest forgotten training photos, and fewest non-member photos, a judgement is attempted with."""
-
-
-#: The names of the attack comparison: reference-free, and offline LiRA with reference statistics.
-ATTACK = "membership attack AUC"
-LIRA_ATTACK = "LiRA attack AUC"
-
-
-class ReferenceStatistics(Protocol):
-    """Per-photo OUT statistics from reference models (:class:`~dlfd_core.references.PersonReferences`)."""
-
-    @property
-    def count(self) -> int: ...
-
-    def covers(self, keys: Sequence[str]) -> bool:
-        """Whether every photo of ``keys`` has OUT values."""
-        ...
-
-    def lira_scores(self, keys: Sequence[str], phi: np.ndarray) -> np.ndarray:
-        """Offline LiRA's z-values of the statistic ``phi`` on the photos ``keys``."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -177,20 +158,10 @@ def judge_against_gold(
     labels = forget.labels
     correct = (forget.logits.argmax(1) == labels).astype(np.float64)
     correct_gold = (forget_gold.logits.argmax(1) == labels).astype(np.float64)
-    mine, theirs = membership_scores(model, split.forget_mode), membership_scores(gold, split.forget_mode)
-    score_m, score_g, other_m, other_g = mine["forget"], theirs["forget"], mine["nonmember"], theirs["nonmember"]
-    attack = ATTACK
-    if references is not None and keys is not None and split.forget_mode == "identity":
-        member_keys = list(keys.get("forget_train", ()))
-        other_keys = [k for name in nonmember_part_names(model, split.forget_mode) for k in keys.get(name, ())]
-        if (
-            len(member_keys) == members
-            and len(other_keys) == nonmembers
-            and references.covers(member_keys + other_keys)
-        ):
-            score_m, score_g = (references.lira_scores(member_keys, s) for s in (score_m, score_g))
-            other_m, other_g = (references.lira_scores(other_keys, s) for s in (other_m, other_g))
-            attack = LIRA_ATTACK
+    mine = photo_scores(model, split.forget_mode, references=references, keys=keys)
+    theirs = photo_scores(gold, split.forget_mode, references=references, keys=keys)
+    score_m, score_g, other_m, other_g = mine.forget, theirs.forget, mine.nonmember, theirs.nonmember
+    attack = mine.attack
 
     def accuracy_difference(rows: np.ndarray, _: np.ndarray) -> float:
         return float(correct[rows].mean() - correct_gold[rows].mean())

@@ -33,9 +33,9 @@ from .enrolment import (
     example_photos,
     write_example_photos,
 )
-from .presentation import MIN_ATTACK_PHOTOS, cards_html, display_name, faces_html, predictions_html, verdict
+from .presentation import MIN_ATTACK_PHOTOS, SCALE_NOTE, cards_html, display_name, faces_html, predictions_html, verdict
 from .records import CARD_METRICS, Enrolment, Prediction, RunRecord
-from .runs import KEEP_FULL_RUNS, ForgetJob, JobRunner, execute_job, judge, run_forget
+from .runs import KEEP_FULL_RUNS, ForgetJob, JobRunner, attack_scores, execute_job, judge, run_forget
 from .session import SESSION_MARKER, Session, remove_stale_sessions
 from .uploads import UploadOwners, delete_upload
 from .workspace import GOLD_CACHE_SIZE, GoldCache, Workspace, load_workspace
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_UPLOAD_PHOTOS",
     "MIN_ATTACK_PHOTOS",
     "MIN_ENROL_FACES",
+    "SCALE_NOTE",
     "SESSION_MARKER",
     "Enrolment",
     "ForgetJob",
@@ -58,6 +59,7 @@ __all__ = [
     "Session",
     "UploadOwners",
     "Workspace",
+    "attack_scores",
     "cards_html",
     "check_name",
     "delete_upload",

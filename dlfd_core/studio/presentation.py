@@ -129,17 +129,33 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
     leak_gold = gold.get("forget_verification_auc", math.nan) if gold is not None else math.nan
     if not math.isnan(leak) and not math.isnan(leak_gold) and leak > 0.6:
         text += (
-            f" Their faces can still be matched by the embedding (verification AUC {leak:.3f}, gold {leak_gold:.3f}): "
+            f" Their faces can still be matched by the embedding (verification AUC {leak:.0%}, gold {leak_gold:.0%}): "
             "the pretrained backbone tells apart people it never trained on, so this is judged against the gold "
             "model, not against zero."
         )
     return text
 
 
-def _card_value(name: str, value: float | None) -> str:
+def _card_value(value: float | None, interval: tuple[float, float] | None) -> str:
+    """A card's number: a share of photos or an AUC, in percent, with its 95 % interval over photos when it has one."""
     if value is None or math.isnan(value):
         return "<span class='dlfd-na' title='not enough photos to judge'>n/a</span>"
-    return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
+    # near 0 or 100 % a whole percent hides what matters (a verification AUC of 99.8 % against 100 %)
+    text = f"{value:.1%}" if 0 < value < 0.01 or 0.99 < value < 1 else f"{value:.0%}"
+    if interval is not None:
+        text += (
+            f" <span class='dlfd-ci' title='95% interval over photos'>[{100 * interval[0]:.0f}–"
+            f"{100 * interval[1]:.0f}]</span>"
+        )
+    return text
+
+
+#: The line under the cards that says how to read every number on them.
+SCALE_NOTE = (
+    "Every number is a percentage: of photos recognised, or an attack's AUC (50% = it cannot tell the forgotten "
+    "photos from strangers', 100% = it always can; the gold model's value is the target). [Brackets]: 95% interval "
+    "over photos."
+)
 
 
 _OUTCOME_LABELS = {"forgotten": "forgotten", "detectable": "not forgotten", "inconclusive": "inconclusive"}
@@ -169,8 +185,10 @@ def cards_html(record: RunRecord) -> str:
     cards = [_judgement_card(record.judgement)] if record.judgement is not None else []
     for name in CARD_METRICS:
         label, reading = METRICS[name].title, METRICS[name].reading
+        if name == "attack_auc" and reports["after"].meta.get("attack") == LIRA_ATTACK:
+            label += ", LiRA"
         values = " → ".join(
-            f"<span title='{title}'>{_card_value(name, reports[key].metrics.get(name))}</span>"
+            f"<span title='{title}'>{_card_value(reports[key].metrics.get(name), reports[key].interval(name))}</span>"
             for key, title in columns
             if key in reports
         )
@@ -191,7 +209,10 @@ def cards_html(record: RunRecord) -> str:
         "border-radius:8px;padding:8px 10px}.dlfd-card-label{font-weight:600}.dlfd-card-value{font-size:1.15em;"
         "margin:4px 0}.dlfd-card-help{font-size:.8em;opacity:.75}</style>"
     )
-    return f"{style}<div class='dlfd-cards-caption'>{order}</div><div class='dlfd-cards'>{''.join(cards)}</div>"
+    return (
+        f"{style}<div class='dlfd-cards-caption'>{order}</div><div class='dlfd-cards'>{''.join(cards)}</div>"
+        f"<div class='dlfd-scale-note' style='font-size:.8em;opacity:.75;margin-top:4px'>{SCALE_NOTE}</div>"
+    )
 
 
 def _data_uri(crop: np.ndarray, size: int = 112) -> str:

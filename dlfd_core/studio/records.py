@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluate.attacks import PhotoScores
 from ..evaluate.metrics import softmax
 from ..evaluate.report import METRICS
 from ..evaluate.verdict import Judgement
@@ -111,6 +112,8 @@ class RunRecord:
         files: downloadable files (``report_json``, ``report_md``, ``model``) in the session's folder.
         seconds: wall time of the whole run (unlearning, evaluations, gold model).
         judgement: the comparison with the gold model behind the verdict (``None`` without a gold model).
+        attack: each model's per-photo scores under the verdict's attack (``before`` / ``after`` / ``gold``), for the
+            attack figure.
     """
 
     number: int
@@ -121,6 +124,7 @@ class RunRecord:
     files: dict[str, Path]
     seconds: float
     judgement: Judgement | None = None
+    attack: dict[str, PhotoScores] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -14,8 +14,10 @@ from torch import nn
 
 from ..data import AlignedFaces, Split, with_forget_identities
 from ..env import environment, resolve_device
-from ..errors import CancelledError, DataError
+from ..errors import CancelledError, DataError, DLFDError
+from ..evaluate.attacks import PhotoScores, photo_scores
 from ..evaluate.cache import KeyedOutputs
+from ..evaluate.evaluate import with_attack
 from ..evaluate.outputs import SplitOutputs
 from ..evaluate.verdict import Judgement, ReferenceStatistics, judge_against_gold
 from ..experiment import ForgetOutcome, forget
@@ -43,6 +45,45 @@ def judge(
         return None
     after, gold = outcome.outputs["after"], outcome.outputs["gold"]
     return judge_against_gold(after, gold, split, seed=seed, references=references, keys=keys)
+
+
+def attack_scores(
+    outcome: ForgetOutcome,
+    split: Split,
+    *,
+    references: ReferenceStatistics | None = None,
+    keys: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, PhotoScores]:
+    """Each model's per-photo scores under the verdict's attack (``before`` / ``after`` / ``gold``): what the attack
+    figure draws; a model whose outputs cannot be scored (a diverged model) is left out."""
+    scores = {}
+    for name, outputs in outcome.outputs.items():
+        try:
+            scores[name] = photo_scores(outputs, split.forget_mode, references=references, keys=keys)
+        except DLFDError:
+            continue
+    return scores
+
+
+def _with_verdict_attack(
+    outcome: ForgetOutcome,
+    split: Split,
+    seed: int,
+    references: ReferenceStatistics | None,
+    keys: Mapping[str, Sequence[str]],
+) -> dict[str, Any]:
+    """The outcome's reports with ``attack_auc`` from the verdict's attack (:func:`with_attack`), and the targets
+    taken again from the gold report, so that the cards, the runs table and the downloads show the verdict's scale."""
+    reports = {
+        name: with_attack(report, outcome.outputs[name], split, references=references, keys=keys, seed=seed)
+        if name in outcome.outputs
+        else report
+        for name, report in outcome.reports.items()
+    }
+    gold = reports.get("gold")
+    if gold is not None:
+        reports = {name: r.with_targets_from(gold) if "targets" in r.meta else r for name, r in reports.items()}
+    return reports
 
 
 def _predictions(outcome: ForgetOutcome, session: Session, split: Split, per_side: int = 6) -> list[Prediction]:
@@ -209,7 +250,10 @@ def run_forget(
     if runner is not None and should_stop is not None and should_stop():  # Cancel pressed while it ran elsewhere
         raise CancelledError("the run was cancelled")
     number = len(session.runs) + 1
-    judgement = judge(outcome, split, seed=seed, references=session.references, keys=split.part_keys(session.aligned))
+    keys = split.part_keys(session.aligned)
+    judgement = judge(outcome, split, seed=seed, references=session.references, keys=keys)
+    if session.references is not None:
+        outcome.reports = _with_verdict_attack(outcome, split, seed, session.references, keys)
     record = RunRecord(
         number=number,
         identities=identities,
@@ -219,6 +263,7 @@ def run_forget(
         predictions=_predictions(outcome, session, split),
         files={},
         seconds=time.perf_counter() - start,
+        attack=attack_scores(outcome, split, references=session.references, keys=keys),
     )
     record.files = write_downloads(record, session, split)
     session.runs.append(record)

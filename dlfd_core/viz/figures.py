@@ -32,7 +32,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_curve
 
 from ..errors import DLFDError
-from ..evaluate.attacks import membership_auc, membership_scores
+from ..evaluate.attacks import LIRA_ATTACK, PhotoScores, _pair_auc, membership_scores
 from ..evaluate.metrics import unit_rows
 from ..evaluate.outputs import check_parts
 from ..evaluate.report import METRICS
@@ -84,6 +84,10 @@ def _check_parts(parts: Any, what: str) -> Parts:
         return check_parts(parts, what)
     except DLFDError as error:
         raise FigureInputError(str(error)) from None
+
+
+#: A figure's model label -> the key of that model's outputs and reports (``before`` / ``after`` / ``gold``).
+_MODEL_KEYS = {"Original": "before", "Unlearned": "after", "Gold": "gold"}
 
 
 def _models(before: Any, after: Any, gold: Any) -> dict[str, Parts]:
@@ -285,6 +289,7 @@ def attack_figure(
     *,
     forget_mode: str,
     gold: Mapping[str, SplitOutputs] | None = None,
+    attack: Mapping[str, PhotoScores] | None = None,
 ) -> go.Figure:
     """Membership-attack view: could an attacker tell that the forgotten photos were trained on?
 
@@ -301,6 +306,10 @@ def attack_figure(
         forget_mode: the split's forget mode (``identity``: the non-members are unseen people; ``instance``:
             held-out photos).
         gold: the gold (retrained) model's outputs, optional.
+        attack: per model (``"before"``, ``"after"``, ``"gold"``) the per-photo scores the verdict judged by
+            (:func:`~dlfd_core.evaluate.attacks.photo_scores`; offline LiRA with reference statistics): the ROC row
+            and its AUC are then that attack's, the numbers on the result cards. A model without an entry gets
+            :func:`~dlfd_core.evaluate.attacks.membership_scores`.
 
     Returns:
         A 2-row figure: per model up to three histogram traces, then one ROC trace (when both sides have
@@ -349,8 +358,11 @@ def attack_figure(
             )
         fig.update_xaxes(range=[0, 1], row=1, col=col)
 
-        auc = _figure_input(membership_auc, parts, forget_mode)
-        if math.isnan(auc):
+        judged = (attack or {}).get(_MODEL_KEYS[label])
+        member, other = (
+            (judged.forget, judged.nonmember) if judged is not None else (scores["forget"], scores["nonmember"])
+        )
+        if member.size == 0 or other.size == 0:
             fig.add_annotation(
                 text="not enough samples<br>for an attack",
                 x=0.5,
@@ -360,14 +372,16 @@ def attack_figure(
                 col=col,
             )
         else:
-            truth = np.concatenate([np.ones(scores["forget"].size), np.zeros(scores["nonmember"].size)])
-            fpr, tpr, _ = roc_curve(truth, np.concatenate([scores["forget"], scores["nonmember"]]))
+            auc = _pair_auc(member, other)
+            truth = np.concatenate([np.ones(member.size), np.zeros(other.size)])
+            fpr, tpr, _ = roc_curve(truth, np.concatenate([member, other]))
             fig.add_trace(
                 go.Scatter(
                     x=fpr,
                     y=tpr,
                     mode="lines",
-                    name=f"{label}: AUC {auc:.3f}",
+                    name=f"{label}: AUC {auc:.0%}"
+                    + (" (LiRA)" if judged is not None and judged.attack == LIRA_ATTACK else ""),
                     legendrank=10 + col,
                     line={"width": 2.5, "color": _MODEL_COLOURS[label]},
                     hovertemplate="false positives %{x:.2f}<br>true positives %{y:.2f}<extra></extra>",
@@ -380,7 +394,7 @@ def attack_figure(
                 x=[0, 1],
                 y=[0, 1],
                 mode="lines",
-                name="Chance (AUC 0.5)",
+                name="Chance (AUC 50%)",
                 legendgroup="chance",
                 legendrank=100,
                 showlegend=col == 1,
@@ -401,8 +415,13 @@ def attack_figure(
         title={
             "text": "Could an attacker tell that the forgotten photos were used in training?",
             "subtitle": {
-                "text": "Score: the model's top-class probability (higher looks more like a training photo).<br>"
-                f"Attack: forgotten photos vs {nonmember_words}; AUC 0.5 = indistinguishable, 1.0 = fully exposed."
+                "text": "Histograms: each photo's top-class probability (higher looks more like a training photo).<br>"
+                f"Attack: forgotten photos vs {nonmember_words}; AUC 50% = indistinguishable, 100% = fully exposed"
+                + (
+                    " (LiRA: each photo against models that never saw its person)."
+                    if any(a.attack == LIRA_ATTACK for a in (attack or {}).values())
+                    else "."
+                )
             },
         },
         margin={"t": 125},

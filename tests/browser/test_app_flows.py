@@ -99,8 +99,14 @@ def test_forget_a_known_person_shows_cards_and_plots(app_page: Page) -> None:
         re.compile(rf"{name}(: inconclusive| looks forgotten| is not forgotten)")
     )
     cards = page.locator("#cards .dlfd-card")
-    expect(cards).to_have_count(8)  # the comparison with the gold model, six metrics, the time
+    expect(cards).to_have_count(6)  # the comparison with the gold model, four metrics, the time
     _verdict_matches_its_card(page)
+    # one attack scale: the attack card is LiRA's AUC (the bundled model ships its reference statistics) in percent
+    # with its interval, like the verdict's comparison; a line under the cards says how to read them
+    attack = page.locator("#cards .dlfd-card[data-metric=attack_auc]")
+    expect(attack).to_contain_text("Membership attack (AUC), LiRA")
+    expect(attack.locator(".dlfd-ci")).to_have_count(3)
+    expect(page.locator("#cards .dlfd-scale-note")).to_contain_text("50% = it cannot tell")
     expect(page.locator("#cards .dlfd-cards-caption")).to_have_text("Original → Unlearned → Gold")
     for plot in ("#plot-embedding", "#plot-attack", "#plot-runs"):
         expect(page.locator(f"{plot} .js-plotly-plot")).to_be_visible(timeout=60_000)
