@@ -840,6 +840,7 @@ def cmd_references(args: argparse.Namespace) -> int:
         recipe=recipe_of(model),
         seed=args.seed,
         out_fraction=args.out_fraction,
+        design=args.design,
         device=args.device,
         prefix=lambda m, keys: cache.prefix_outputs(m, keys, aligned),
         progress=_progress_printer("reference models"),
@@ -1043,6 +1044,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="share of the known people each reference model leaves out (default 0.5)",
+    )
+    p.add_argument(
+        "--design",
+        choices=("random", "balanced"),
+        default="random",
+        help="random: each person left out independently per model; balanced: every person left out by exactly "
+        "round(count x out-fraction) models (default random)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked before any work)")
     p.add_argument("--out", metavar="PATH", help="where to save (.npz; default: the bundle's shipped file)")

@@ -397,6 +397,45 @@ class PersonReferences:
         return cls(keys, statistic, meta)
 
 
+#: The ways :func:`out_design` chooses who each reference model leaves out.
+DESIGNS = ("random", "balanced")
+
+
+def out_design(people: int, count: int, out_fraction: float, *, design: str = "random", seed: int = 0) -> np.ndarray:
+    """Who each of ``count`` reference models leaves out, as a ``[count, people]`` boolean array (True: OUT).
+
+    ``"random"``: model ``r`` leaves out each person with probability ``out_fraction``, drawn with ``(seed, 5, r)``;
+    a model that would leave out nobody or everybody flips person ``r mod people``.
+    ``"balanced"``: every person is OUT in exactly ``k = round(count * out_fraction)`` models (at least 1), spread
+    evenly: the people are shuffled with ``(seed, 6)``, and the person at rank ``p`` is OUT in the models
+    ``(p + round(j * count / k)) mod count`` for ``j < k``, so each model leaves out ``people * k / count`` of them,
+    give or take one.
+
+    Raises:
+        DataError: an unknown design, or a balanced design with a model that would leave out nobody or everybody.
+    """
+    if design not in DESIGNS:
+        raise DataError(f"unknown reference design {design!r}; choose one of {', '.join(DESIGNS)}")
+    if design == "random":
+        outs = np.stack([np.random.default_rng([int(seed), 5, r]).random(people) < out_fraction for r in range(count)])
+        for r, out in enumerate(outs):
+            if out.all() or not out.any():  # every model knows someone and forgets someone
+                out[r % people] = not out[r % people]
+        return outs
+    k = min(count, max(1, round(count * out_fraction)))
+    outs = np.zeros((count, people), dtype=bool)
+    for rank, person in enumerate(np.random.default_rng([int(seed), 6]).permutation(people)):
+        for j in range(k):
+            outs[(rank + round(j * count / k)) % count, person] = True
+    left_out = outs.sum(axis=1)
+    if left_out.min() == 0 or left_out.max() == people:
+        raise DataError(
+            f"a balanced design of {count} models over {people} people, each OUT in {k}, gives a model that leaves "
+            f"out {'nobody' if left_out.min() == 0 else 'everybody'}; use fewer models or a larger --out-fraction"
+        )
+    return outs
+
+
 def train_person_references(
     aligned: Any,
     split: Split,
@@ -406,23 +445,27 @@ def train_person_references(
     recipe: Any,
     seed: int = 0,
     out_fraction: float = 0.5,
+    design: str = "random",
     device: str | torch.device = "cpu",
     prefix: Any = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
 ) -> PersonReferences:
-    """Train ``count`` reference models, each on the training photos of a random half of ``split``'s known people
-    (model ``r`` draws its half with ``(seed, 5, r)`` and trains with seed ``seed + 1 + r``), and record the label-free
-    statistic of every photo of a known or never-trained person under the models that never saw that person.
+    """Train ``count`` reference models, each on the training photos of the known people it keeps (model ``r`` trains
+    with seed ``seed + 1 + r``), and record the label-free statistic of every photo of a known or never-trained person
+    under the models that never saw that person.
 
     Args:
-        out_fraction: the share of the known people each model leaves out (each person is then OUT in about
-            ``count * out_fraction`` models). Smaller is closer to a gold model, which leaves out one person and
-            keeps the others, at the cost of fewer OUT values per person.
+        out_fraction: the share of the known people each model leaves out. Smaller is closer to a gold model, which
+            leaves out one person and keeps the others, at the cost of fewer OUT values per person.
+        design: who each model leaves out (:func:`out_design`): ``"random"``, each person independently with
+            probability ``out_fraction`` per model (about ``count * out_fraction`` OUT values each, some people
+            fewer); ``"balanced"``, every person in exactly ``round(count * out_fraction)`` models.
         prefix: the frozen-prefix shortcut of :func:`~dlfd_core.train.train_on_split` (cached prefix outputs).
 
     Raises:
-        DataError: fewer than 2 reference models, fewer than 2 known people, or an out_fraction outside (0, 1).
+        DataError: fewer than 2 reference models, fewer than 2 known people, an out_fraction outside (0, 1), an
+            unknown design, or a balanced design with a model that would leave out nobody or everybody.
     """
     from .data import with_forget_identities
 
@@ -438,11 +481,9 @@ def train_person_references(
     keys = tuple(k for k, who in zip(aligned.keys, aligned.identities, strict=True) if who in people)
     owner = dict(zip(aligned.keys, aligned.identities, strict=True))
     statistic = np.full((count, len(keys)), np.nan, dtype=np.float32)
+    outs = out_design(len(known), count, out_fraction, design=design, seed=seed)
     for r in range(count):
-        out = np.random.default_rng([int(seed), 5, r]).random(len(known)) < out_fraction
-        if out.all() or not out.any():  # every model knows someone and forgets someone
-            out[r % len(known)] = not out[r % len(known)]
-        forgotten = [p for p, o in zip(known, out, strict=True) if o]
+        forgotten = [p for p, o in zip(known, outs[r], strict=True) if o]
         half = with_forget_identities(split, forgotten)
         model = _reference_model(aligned, half, r, count, backbone, recipe, seed, device, progress, should_stop, prefix)
         outside = set(forgotten) | set(split.never_trained)
@@ -460,6 +501,7 @@ def train_person_references(
         "count": count,
         "seed": int(seed),
         "out_fraction": out_fraction,
+        "design": design,
         "statistic": "logit_confidence, top class",
         "seconds": time.perf_counter() - start,
     }

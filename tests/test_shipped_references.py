@@ -156,3 +156,23 @@ def test_reports_carry_the_verdicts_attack_with_its_interval() -> None:
     # photos the references do not cover: the report is left as it was
     uncovered = {"forget_train": PARTS["forget_train"], "unseen": tuple(f"x/{i}" for i in range(STRANGERS))}
     assert with_attack(plain, model, SPLIT, references=references, keys=uncovered) is plain
+
+
+def test_a_balanced_design_leaves_every_person_out_equally_often() -> None:
+    from dlfd_core.references import out_design
+
+    outs = out_design(62, 32, 0.125, design="balanced", seed=3)
+    assert outs.shape == (32, 62)
+    assert set(outs.sum(axis=0)) == {4}  # every person OUT in exactly round(32 / 8) models
+    assert outs.sum(axis=1).max() - outs.sum(axis=1).min() <= 1  # and the models share them evenly
+    np.testing.assert_array_equal(outs, out_design(62, 32, 0.125, design="balanced", seed=3))
+    assert not np.array_equal(outs, out_design(62, 32, 0.125, design="balanced", seed=4))
+    # random: each model's own draw, so some people get fewer OUT values than others
+    random = out_design(30, 16, 0.5, seed=0)
+    assert random.sum(axis=0).min() < random.sum(axis=0).max()
+    first = np.random.default_rng([0, 5, 0]).random(30) < 0.5
+    np.testing.assert_array_equal(random[0], first)
+    with pytest.raises(DataError, match="leaves out nobody"):
+        out_design(3, 16, 0.125, design="balanced")
+    with pytest.raises(DataError, match="unknown reference design"):
+        out_design(30, 16, 0.5, design="latin")
