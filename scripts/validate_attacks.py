@@ -11,6 +11,11 @@ two ways: as it is (the population attack), and as offline LiRA's z-value agains
 Members are the forgotten people's training photos, non-members the never-trained people's photos; the scores of
 all people are pooled per model. A good attack finds the original's members (high AUC, high TPR at 1 % FPR) and sits
 near chance (AUC 0.5, TPR near the FPR) on the gold model.
+
+Two 95 % intervals per AUC: over photos (the photos resampled), and over people (whole rounds resampled, one round
+being one forgotten person with their photos and that round's non-members). The second is the honest one for this
+question: a person's photos share their reference values (LiRA's OUT mean of a person comes from the few models that
+left them out), so with few people the pooled AUC moves by person, not by photo.
 """
 
 from __future__ import annotations
@@ -28,11 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dlfd_core import studio  # noqa: E402
 from dlfd_core.data import with_forget_identities  # noqa: E402
 from dlfd_core.env import environment  # noqa: E402
-from dlfd_core.evaluate.attacks import attack_summary, membership_scores  # noqa: E402
+from dlfd_core.evaluate.attacks import _pair_auc, attack_summary, membership_scores  # noqa: E402
 from dlfd_core.experiment import forget  # noqa: E402
 from dlfd_core.references import PersonReferences  # noqa: E402
 from dlfd_core.train import recipe_of, train_on_split  # noqa: E402
 from dlfd_core.unlearn import create_method  # noqa: E402
+
+
+def people_interval(rounds: list[tuple[list[float], list[float]]], resamples: int = 2000, seed: int = 0) -> list[float]:
+    """The percentile interval of the pooled AUC when whole rounds (people) are resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        chosen = [rounds[i] for i in rng.integers(0, len(rounds), len(rounds))]
+        draws.append(_pair_auc(np.concatenate([m for m, _ in chosen]), np.concatenate([n for _, n in chosen])))
+    return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     order = np.random.default_rng(0).permutation(list(base.known))  # the bench's order: seed i forgets person i
     people = [str(p) for p in order[: args.people]]
     methods = [m for m in args.methods.split(",") if m]
-    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    scores: dict[str, dict[str, dict[str, list]]] = {}
 
     def add(label: str, parts: dict, keys: dict) -> None:
         phi = membership_scores(parts, "identity")
@@ -61,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             "nonmember": references.lira_scores(keys["unseen"], phi["nonmember"]),
         }
         for attack, values in (("population", phi), ("lira", lira)):
-            side = scores.setdefault(label, {}).setdefault(attack, {"members": [], "nonmembers": []})
+            side = scores.setdefault(label, {}).setdefault(attack, {"members": [], "nonmembers": [], "rounds": []})
             side["members"] += [float(v) for v in values["forget"]]
             side["nonmembers"] += [float(v) for v in values["nonmember"]]
+            side["rounds"].append((np.asarray(values["forget"], float), np.asarray(values["nonmember"], float)))
 
     for i, person in enumerate(people):
         split = with_forget_identities(base, [person])
@@ -102,23 +118,31 @@ def main(argv: list[str] | None = None) -> int:
             summary[label][attack] = {
                 "auc": s.auc,
                 "auc_interval": list(s.auc_interval),
+                "auc_interval_people": people_interval(side["rounds"]),
                 "tpr_at_1pct_fpr": s.tpr[0.01],
                 "tpr_at_01pct_fpr": s.tpr[0.001],
                 "members": s.members,
                 "nonmembers": s.nonmembers,
+                # where each side sits: for LiRA, the mean z-value against the reference models (0: as they are)
+                "member_mean": float(np.mean(side["members"])),
+                "nonmember_mean": float(np.mean(side["nonmembers"])),
             }
     print(
         f"\n{args.dataset}: {len(people)} people forgotten one at a time ({', '.join(people)}); "
         f"{references.count} reference models"
     )
-    print("| model | population AUC [95 %] | population TPR@1 % | LiRA AUC [95 %] | LiRA TPR@1 % |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | population AUC [95 %, photos] | population TPR@1 % | LiRA AUC [95 %, photos] "
+        "| LiRA AUC [95 %, people] | LiRA TPR@1 % | LiRA mean z, members / non-members |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for label, attacks in summary.items():
         p, q = attacks["population"], attacks["lira"]
         print(
             f"| {label} | {p['auc']:.3f} [{p['auc_interval'][0]:.3f}, {p['auc_interval'][1]:.3f}] | "
             f"{p['tpr_at_1pct_fpr']:.3f} | {q['auc']:.3f} [{q['auc_interval'][0]:.3f}, {q['auc_interval'][1]:.3f}] | "
-            f"{q['tpr_at_1pct_fpr']:.3f} |"
+            f"[{q['auc_interval_people'][0]:.3f}, {q['auc_interval_people'][1]:.3f}] | "
+            f"{q['tpr_at_1pct_fpr']:.3f} | {q['member_mean']:+.2f} / {q['nonmember_mean']:+.2f} |"
         )
     if args.json:
         payload = {
