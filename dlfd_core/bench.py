@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,9 @@ __all__ = [
     "run_cell",
     "SUMMARY_METRICS",
     "format_markdown",
+    "forgotten_people",
     "paired_differences",
+    "setting_mode",
     "paired_t_test",
     "run_bench",
     "summarise",
@@ -168,6 +171,30 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+def setting_mode(setting_name: str) -> tuple[str, int]:
+    """A bench setting's forgetting mode and how many people it forgets at once: ``identity`` (one person),
+    ``identityN`` (N people at once, e.g. ``identity5``), ``instance`` (random training photos; 0 people).
+
+    Raises:
+        DLFDError: any other name.
+    """
+    if setting_name == "instance":
+        return "instance", 0
+    found = re.fullmatch(r"identity([1-9][0-9]*)?", setting_name)
+    if found is None:
+        raise DLFDError(
+            f"unknown bench setting {setting_name!r}: use identity, identityN (N people at once) or instance"
+        )
+    return "identity", int(found.group(1) or 1)
+
+
+def forgotten_people(known: Sequence[str], seed: int, people: int = 1) -> list[str]:
+    """Who seed ``seed`` forgets: the ``seed``-th group of ``people`` in one fixed random order of ``known`` (wrapping
+    around), so seeds forget different people; with one person, seed i forgets the i-th person of the order."""
+    order = [str(p) for p in np.random.default_rng(0).permutation(list(known))]
+    return [order[(seed * people + j) % len(order)] for j in range(people)]
+
+
 def run_bench(
     aligned: Any,
     base_split: Any,
@@ -222,8 +249,9 @@ def run_bench(
     for name in methods:
         method_class(name)  # fail early on a typo
     for setting_name in settings:
-        if setting_name not in ("identity", "instance"):
-            raise DLFDError(f"unknown bench setting {setting_name!r}: use identity or instance")
+        mode, people = setting_mode(setting_name)
+        if people >= len(base_split.known):
+            raise DLFDError(f"{setting_name} forgets {people} people; the split knows {len(base_split.known)}")
     if workers < 1:
         raise DLFDError(f"workers must be at least 1, got {workers}")
     remote = workers > 1 or ray_address is not None
@@ -462,11 +490,11 @@ def run_cell(
         caches[backbone] = outputs_for(original)
     cache = caches.get(backbone)
     for set_index, setting_name in enumerate(cell.settings):
-        if setting_name == "identity":
-            # seed i forgets the i-th person of one fixed random order, so seeds forget different people
-            person = str(np.random.default_rng(0).permutation(list(base_split.known))[seed % len(base_split.known)])
-            split = with_forget_identities(base_split, [person])
-            what: Any = [person]
+        mode, people = setting_mode(setting_name)
+        if mode == "identity":
+            group = forgotten_people(base_split.known, seed, people)
+            split = with_forget_identities(base_split, group)
+            what: Any = group
         else:
             split = with_forget_instances(base_split, cell.instances, seed=seed)
             what = len(split.forget_keys)
@@ -518,7 +546,7 @@ def _setting_records(
         judged = _judged(outs, gold, split, seed, references, keys)
         metrics.update(judged.pop("metrics"))
         records.append({**common, "model": label, "settings": {}, "metrics": metrics, **judged})
-    applicable = [m for m in cell.methods if setting_name in method_class(m).modes]
+    applicable = [m for m in cell.methods if setting_mode(setting_name)[0] in method_class(m).modes]
     for method_index, name in enumerate(applicable):
         progress((method_index + 1) / (len(applicable) + 1), f"{cell.backbone} seed {seed} {setting_name}: {name}")
         overrides = _settings_for(name, cell.backbone, dict(cell.method_settings))
@@ -612,7 +640,7 @@ def _read_references(path: str) -> Any:
 def _references_for(cell: Cell, setting_name: str) -> Any:
     """The cell's reference statistics when they apply: whole-person forgetting, on the backbone and the recipe they
     were made with (else ``None``: the reference-free attack)."""
-    if cell.references is None or setting_name != "identity":
+    if cell.references is None or setting_mode(setting_name)[0] != "identity":
         return None
     references = _read_references(cell.references)
     if references.meta.get("backbone") != cell.backbone:

@@ -779,6 +779,7 @@ def _render_saved(paths: Sequence[str], markdown: str | None) -> None:
 
 def _bench_lists(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
     """The methods, settings and backbones of a bench command line, each checked by name."""
+    from .bench import setting_mode
     from .models import backbone_names
     from .unlearn import method_class, method_names
 
@@ -793,8 +794,7 @@ def _bench_lists(args: argparse.Namespace) -> tuple[list[str], list[str], list[s
     for name in methods:
         method_class(name)
     for name in settings:
-        if name not in ("identity", "instance"):
-            raise DLFDError(f"unknown --settings entry {name!r}: use identity and/or instance")
+        setting_mode(name)
     for name in backbones:
         if name not in backbone_names():
             raise UnknownNameError(f"unknown --backbones entry {name!r}; choose from {', '.join(backbone_names())}")
@@ -1069,7 +1069,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0, 1, 2],
         help="N (seeds 0..N-1), a range A-B or a list A,B,C (default: 3)",
     )
-    p.add_argument("--settings", default="identity,instance", help="identity and/or instance forgetting")
+    p.add_argument(
+        "--settings",
+        default="identity,instance",
+        help="identity (one person), identityN (N people at once, e.g. identity5) and/or instance forgetting",
+    )
     p.add_argument("--backbones", default="dlib_resnet,resnet18", help="dlib_resnet (pretrained) and/or resnet18")
     p.add_argument("--instances", type=_int_arg(1, 10**6), default=20, help="photos forgotten in the instance setting")
     p.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="settings for every method that has them")

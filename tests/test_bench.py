@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dlfd_core.bench import _settings_for, format_markdown, run_bench, summarise
+from dlfd_core.bench import _settings_for, forgotten_people, format_markdown, run_bench, setting_mode, summarise
 from dlfd_core.cli import main, parse_settings
 from dlfd_core.data import load_split
 from dlfd_core.errors import DLFDError
@@ -46,6 +46,22 @@ def test_resnet18_overrides_skip_adam_rates_and_retrain() -> None:
     assert _settings_for("bad_teacher", "resnet18") == {"trainable": "all"}
     assert _settings_for("retrain", "resnet18") == {}
     assert _settings_for("dlfd", "dlib_resnet") == {}
+
+
+def test_settings_name_a_mode_and_how_many_people_each_seed_forgets() -> None:
+    from dlfd_core.errors import DLFDError
+
+    assert setting_mode("identity") == ("identity", 1) and setting_mode("identity5") == ("identity", 5)
+    assert setting_mode("instance") == ("instance", 0)
+    for bad in ("identity0", "identities", "instance5", "both"):
+        with pytest.raises(DLFDError, match="unknown bench setting"):
+            setting_mode(bad)
+    known = [f"p{i}" for i in range(12)]
+    # one person: seed i forgets the i-th of one fixed order; five: consecutive groups of that order, wrapping round
+    order = [forgotten_people(known, seed)[0] for seed in range(12)]
+    assert sorted(order) == sorted(known)
+    assert forgotten_people(known, 0, 5) == order[:5] and forgotten_people(known, 1, 5) == order[5:10]
+    assert forgotten_people(known, 2, 5) == order[10:] + order[:3]
 
 
 def test_parse_settings() -> None:

@@ -350,7 +350,7 @@ ARGUMENT_CASES: list[tuple[str, list[str], list[str]]] = [
     ("bench-instances-zero", ["bench", "--instances", "0"], ["argument --instances"]),
     ("bench-unknown-method", ["bench", "--methods", "dlfd,nope"], ["unknown unlearning method 'nope'"]),
     ("bench-unknown-backbone", ["bench", "--backbones", "vgg"], ["unknown --backbones entry 'vgg'"]),
-    ("bench-unknown-setting", ["bench", "--settings", "both"], ["unknown --settings entry 'both'"]),
+    ("bench-unknown-setting", ["bench", "--settings", "both"], ["unknown bench setting 'both'"]),
     ("bench-set-unknown", ["bench", "--methods", "dlfd", "--set", "zzz=1"], ["--set zzz: none of the chosen"]),
     ("bench-set-lr-inf", ["bench", "--set", "lr=inf"], ["--set lr=inf", "finite number"]),
     ("unknown-option", ["evaluate", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
