@@ -81,6 +81,21 @@ def test_membership_that_stands_out_either_way_is_detectable(shift: float, word:
     assert attack.differs and (attack.interval[0] > 0.2 if shift > 0 else attack.interval[1] < -0.2)
 
 
+def test_a_difference_resolved_but_inside_the_margin_is_still_forgotten() -> None:
+    """A retrained model that differs from the gold model by float rounding (or another seed) shifts scores a little:
+    the paired bootstrap resolves the shift, but it lies wholly inside the margin, so it does not matter."""
+    wrong = np.zeros(12, bool)
+    # each forgotten photo has a stranger's photo just above it under the gold model, and just below it under the model
+    strangers = _outputs(np.r_[STRANGERS, MEMBERS + 1e-3], label=-1, who="u")
+    gold = _parts(_outputs(MEMBERS, correct=wrong), strangers)
+    model = _parts(_outputs(MEMBERS + 2e-3, correct=wrong), strangers)
+    judgement = judge_against_gold(model, gold, _split())
+    attack = judgement.comparisons[1]
+    assert attack.differs and 0 < attack.interval[0] <= attack.interval[1] < judgement.margin
+    assert judgement.outcome == "forgotten"
+    assert "resolve a difference smaller than that" in judgement.reason
+
+
 def test_unrelated_scores_on_few_photos_are_inconclusive_not_forgotten() -> None:
     """A model whose scores have nothing to do with the gold model's, on 6 photos: no difference can be shown, and
     none of 10 points can be ruled out either."""

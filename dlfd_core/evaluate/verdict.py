@@ -16,10 +16,12 @@ strangers. Two paired comparisons are made on the same photos:
 For each, the 95 % interval of *model − gold* comes from a paired percentile bootstrap: the same resampled photos
 are scored under both models, so what the two have in common (which photos are hard) cancels out. The judgement:
 
-* ``"detectable"``: an interval excludes 0, i.e. the model differs from the gold model beyond what the photos'
-  sampling explains (in either direction: a model that forgets *more* than the gold model is detectable too);
 * ``"forgotten"``: both intervals lie within ``± margin`` (an equivalence test: the photos rule out a difference that
-  matters, not merely fail to show one);
+  matters, not merely fail to show one). This is decided first: a difference that the paired bootstrap resolves but
+  that lies wholly inside the margin (a retrained model that differs from the gold model only by float rounding, or
+  by its seed) is no difference that matters;
+* ``"detectable"``: otherwise, an interval excludes 0, i.e. the model differs from the gold model beyond what the
+  photos' sampling explains (in either direction: a model that forgets *more* than the gold model is detectable too);
 * ``"inconclusive"``: neither; too few photos to rule out a difference of ``margin``, or too few for the attack.
 
 The margin (default 0.10: ten points of accuracy or of AUC) is a choice stated in ``docs/evaluation.md``, not a
@@ -184,6 +186,18 @@ def judge_against_gold(
             paired_bootstrap_interval(auc_difference, sizes, resamples=resamples, seed=seed + 1),
         ),
     )
+    if all(c.within(margin) for c in comparisons):
+        # equivalence first: a difference the paired bootstrap resolves but that lies wholly inside the margin (a
+        # retrained model that differs from the gold model by float rounding; another seed) is not one that matters
+        resolved = [
+            f"{c.name} {c.difference:+.4f} (95% interval {c.interval[0]:+.4f} to {c.interval[1]:+.4f})"
+            for c in comparisons
+            if c.differs
+        ]
+        reason = f"both differences from the gold model lie within ±{margin:.2f} (95% intervals)"
+        if resolved:
+            reason += f"; the photos resolve a difference smaller than that: {'; '.join(resolved)}"
+        return judgement("forgotten", comparisons, reason)
     differing = [c for c in comparisons if c.differs]
     if differing:
         parts = [
@@ -192,21 +206,15 @@ def judge_against_gold(
             for c in differing
         ]
         return judgement("detectable", comparisons, "; ".join(parts))
-    unresolved = [c for c in comparisons if not c.within(margin)]
-    if unresolved:
-        parts = [
-            f"{c.name}: the difference from the gold model could be anywhere from {c.interval[0]:+.2f} to "
-            f"{c.interval[1]:+.2f}"
-            for c in unresolved
-        ]
-        return judgement(
-            "inconclusive",
-            comparisons,
-            f"no difference from the gold model shows, but {members} photos cannot rule out one of {margin:.2f} "
-            f"or more ({'; '.join(parts)})",
-        )
+    unresolved = [c for c in comparisons if not c.within(margin)]  # not empty: the all-within case returned above
+    parts = [
+        f"{c.name}: the difference from the gold model could be anywhere from {c.interval[0]:+.2f} to "
+        f"{c.interval[1]:+.2f}"
+        for c in unresolved
+    ]
     return judgement(
-        "forgotten",
+        "inconclusive",
         comparisons,
-        f"both differences from the gold model lie within ±{margin:.2f} (95% intervals)",
+        f"no difference from the gold model shows, but {members} photos cannot rule out one of {margin:.2f} "
+        f"or more ({'; '.join(parts)})",
     )

@@ -101,8 +101,9 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
     elif judgement.outcome == "forgotten":
         accuracy, attack = judgement.comparisons
         text = (
-            f"**{who} {'look' if several else 'looks'} forgotten**: on these {photos} photos the model cannot be told "
-            f"from the gold model, never trained on {'them' if several else 'this person'}. It recognises "
+            f"**{who} {'look' if several else 'looks'} forgotten**: on these {photos} photos the model behaves like "
+            f"the gold model, never trained on {'them' if several else 'this person'}, to within the margin. It "
+            "recognises "
             f"{_pct(accuracy.value)} of them (gold {_pct(accuracy.gold)}); {_attack_words(attack)} scores "
             f"{_auc_pct(attack.value)} (gold {_auc_pct(attack.gold)}); both differences lie within "
             f"±{100 * judgement.margin:.0f} points (95% intervals)"
