@@ -53,7 +53,7 @@ from ..data.aligned import AlignedFaces
 from ..data.splits import Split, aligned_for
 from ..data.transforms import crops_to_tensor
 from ..errors import DataError
-from .attacks import ATTACK, ReferenceStatistics, photo_scores
+from .attacks import ATTACK, PhotoScores, ReferenceStatistics, photo_scores
 from .metrics import (
     MIAResult,
     accuracy,
@@ -72,6 +72,7 @@ from .metrics import (
 )
 from .outputs import SplitOutputs, collect_outputs, nonmember_outputs
 from .report import Report
+from .verdict import MIN_PHOTOS
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,23 @@ def _accuracy_interval(part: SplitOutputs) -> tuple[float, float]:
     return float(interval.low), float(interval.high)
 
 
+def _check_attack_photos(scores: PhotoScores) -> None:
+    if len(scores.forget) < MIN_PHOTOS or len(scores.nonmember) < MIN_PHOTOS:
+        raise DataError(
+            f"the per-photo attack needs at least {MIN_PHOTOS} forgotten training photos and {MIN_PHOTOS} photos of "
+            f"non-members; got {len(scores.forget)} and {len(scores.nonmember)}"
+        )
+
+
 def _attack_auc(out: Mapping[str, SplitOutputs], split: Split, seed: int, ci: dict[str, tuple[float, float]]) -> float:
-    """``attack_auc`` from the reference-free per-photo attack; its bootstrap interval goes into ``ci``."""
-    summary = photo_scores(out, split.forget_mode).summary(seed=seed)
+    """``attack_auc`` from the reference-free per-photo attack; its bootstrap interval goes into ``ci``.
+
+    Raises:
+        DataError: fewer photos on a side than the verdict judges with (:data:`~dlfd_core.evaluate.verdict.MIN_PHOTOS`).
+    """
+    scores = photo_scores(out, split.forget_mode)
+    _check_attack_photos(scores)
+    summary = scores.summary(seed=seed)
     ci["attack_auc"] = summary.auc_interval
     return summary.auc
 
@@ -428,9 +443,10 @@ def with_attack(
     ``meta["attack"]`` names the attack the value comes from."""
     try:
         scores = photo_scores(outputs, split.forget_mode, references=references, keys=keys)
+        _check_attack_photos(scores)
     except DataError:
         return report
-    if scores.attack == ATTACK or not len(scores.forget) or not len(scores.nonmember):
+    if scores.attack == ATTACK:
         return report
     summary = scores.summary(seed=seed)
     intervals = {**dict(report.meta.get("intervals", {})), "attack_auc": list(summary.auc_interval)}
