@@ -43,12 +43,16 @@ def _table(records: list[dict]) -> str:
 
 
 def _close(a: list[dict], b: list[dict]) -> None:
+    """Equal up to float32 rounding. Processes with other thread counts reorder the reductions of an epoch of training,
+    which leaves relative differences of about 1e-5 in distances between activations (measured: 2.7e-5 once, on a
+    loaded machine); a wrong seed, split or model moves them by orders of magnitude more."""
     assert len(a) == len(b)
     for x, y in zip(_comparable(a), _comparable(b), strict=True):
         assert {k: v for k, v in x.items() if k != "metrics"} == {k: v for k, v in y.items() if k != "metrics"}
         assert x["metrics"].keys() == y["metrics"].keys()
         for name, value in x["metrics"].items():
-            assert y["metrics"][name] == pytest.approx(value, abs=1e-6, nan_ok=True), (x["model"], name, value)
+            expected = pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True)
+            assert y["metrics"][name] == expected, (x["model"], name, value)
 
 
 @pytest.fixture(scope="module")
