@@ -8,7 +8,9 @@ evaluated against the same gold model. Timings are wall times of this machine (s
 
 Method settings are each method's defaults, except for ResNet-18 trained from scratch, where the learning rates are
 replaced by the papers' scale (:data:`BACKBONE_OVERRIDES`): the defaults are scaled to the pretrained model's recipe,
-which would barely move a model trained from scratch at rate 0.05.
+which would barely move a model trained from scratch at rate 0.05. A method's SGD rates then scale with the rates of
+the recipe the original was trained with against the backbone's default recipe (:func:`~dlfd_core.train.rate_scale`;
+LFW's recipe: 1/5), recorded per run as ``rate_scale``.
 """
 
 from __future__ import annotations
@@ -581,7 +583,7 @@ def _setting_records(
         metrics["unlearn_seconds"] = outcome.result.seconds
         if any("perturbed" in h for h in outcome.result.history):  # DLFD: how long it synthesised
             metrics["perturbed_batches"] = sum(h.get("perturbed", 0.0) for h in outcome.result.history)
-        record.update(settings=outcome.result.settings, metrics=metrics)
+        record.update(settings=outcome.result.settings, rate_scale=list(outcome.result.rate_scale), metrics=metrics)
         records.append(record)
         log.info(
             "%s %s seed %d %s: retain-test %.3f forget %.3f NoMUS %.3f (label-free %.3f) %.1f s",

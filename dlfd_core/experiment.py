@@ -39,6 +39,7 @@ class ForgetOutcome:
         return {
             "method": self.result.method,
             "settings": self.result.settings,
+            "rate_scale": list(self.result.rate_scale),
             "seed": self.result.seed,
             "device": self.result.device,
             "timings": self.timings,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from dlfd_core.errors import CancelledError, DLFDError, UnknownNameError
+from dlfd_core.train import TrainConfig, rate_scale
 from dlfd_core.unlearn import create_method, method_class, method_names
 from tests.tiny import tiny_data, tiny_model
 
@@ -140,3 +143,37 @@ def test_a_zero_learning_rate_returns_the_input_weights(name: str, model: torch.
         assert not _equal(learned, after), f"{name} no longer changes the weights: {CHANGES_AT_ZERO_LR[name]}?"
     else:
         assert _equal(learned, after), f"{name} changed the weights at learning rate 0 ({mode} forgetting)"
+
+
+@pytest.mark.parametrize("name", [n for n in method_names() if n != "retrain"])
+def test_sgd_rates_follow_the_models_own_recipe(name: str, model: torch.nn.Module) -> None:
+    """A model trained at half the default backbone rate and a quarter of the head rate runs a method's default SGD
+    rates at those fractions: the same weights as the unscaled model run with the rates scaled by hand. Adam rates,
+    and rates the caller sets, stay as set."""
+    cls = method_class(name)
+    mode = "instance" if "instance" in cls.modes else "identity"
+    data = tiny_data(mode)
+    default = TrainConfig()
+    slower = _with_recipe(model, lr=default.lr * 0.5, head_lr=default.head_lr * 0.25)
+    method = create_method(name, epochs=1)
+    scaled = method.run(slower, data, seed=1)
+    if cls.optimizer == "sgd":
+        by_hand = create_method(name, epochs=1, lr=method.lr * 0.5, head_lr=method.head_lr * 0.25)
+        assert scaled.rate_scale == (0.5, 0.25)
+    else:
+        by_hand = method
+    assert _equal(_state(scaled.model), _state(by_hand.run(model, data, seed=1).model))
+    assert method.run(model, data, seed=1).rate_scale == (1.0, 1.0)
+    assert by_hand.run(slower, data, seed=1).rate_scale == (1.0, 1.0)  # rates the caller set are used as set
+
+
+def test_a_model_without_a_recipe_on_record_runs_the_rates_as_set(model: torch.nn.Module) -> None:
+    assert rate_scale(model) == (1.0, 1.0)
+    assert rate_scale(_with_recipe(model, lr=1e-3, head_lr=5e-3)) == (2.0, 1.0)
+
+
+def _with_recipe(model: torch.nn.Module, **rates: float) -> torch.nn.Module:
+    """A copy of ``model`` that says it was trained with the default recipe at ``rates``."""
+    out = copy.deepcopy(model)
+    out.metadata["train_config"] = TrainConfig(**rates).to_dict()
+    return out

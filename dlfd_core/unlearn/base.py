@@ -218,6 +218,8 @@ class UnlearnResult:
         history: one dict per logged step (``step`` plus the method's own values, e.g. ``loss``).
         seconds: wall time of the run.
         device: where it ran.
+        rate_scale: the factors on the SGD rates in ``settings`` that the run used, (backbone, head): the model's
+            training recipe against its backbone's default (:func:`~dlfd_core.train.rate_scale`).
     """
 
     model: nn.Module
@@ -227,6 +229,7 @@ class UnlearnResult:
     history: tuple[dict[str, float], ...]
     seconds: float
     device: str
+    rate_scale: tuple[float, float] = (1.0, 1.0)
 
 
 class RunContext:
@@ -240,10 +243,20 @@ class RunContext:
         seed: int,
         progress: ProgressFn,
         should_stop: Callable[[], bool] | None,
+        rate_scale: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         self.method = method
         self.device = device
         self.seed = seed
+        #: (backbone, head) factors on the method's SGD rates: the model's recipe against its backbone's default
+        #: (:func:`~dlfd_core.train.rate_scale`) for a rate left at the method's default, 1 for a rate the caller set;
+        #: a method whose rates are Adam's runs them as set (Adam's steps do not grow with the rates of SGD's recipe)
+        defaults = {f.name: f.default for f in dataclasses.fields(method)}
+        sgd = method.optimizer == "sgd"
+        self.rate_scale = (
+            rate_scale[0] if sgd and getattr(method, "lr", None) == defaults.get("lr") else 1.0,
+            rate_scale[1] if sgd and getattr(method, "head_lr", None) == defaults.get("head_lr") else 1.0,
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self._progress = progress
         self._should_stop = should_stop
@@ -350,8 +363,12 @@ class RunContext:
         weight_decay: float | None = None,
         trainable: str | None = None,
     ) -> torch.optim.SGD:
-        """SGD over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default)."""
-        m, groups = self.method, self._groups(model, trainable, lr, head_lr)
+        """SGD over the trainable set, the head at ``head_lr`` and the backbone at ``lr`` (the method's by default),
+        each times :attr:`rate_scale`, the model's recipe against the default one."""
+        m = self.method
+        lr = (m.lr if lr is None else lr) * self.rate_scale[0]
+        head_lr = (m.head_lr if head_lr is None else head_lr) * self.rate_scale[1]
+        groups = self._groups(model, trainable, lr, head_lr)
         return torch.optim.SGD(
             groups,
             momentum=m.momentum if momentum is None else momentum,
@@ -557,7 +574,10 @@ class Method:
 
     The shared settings below default to the scale of this project's training recipe (:class:`~dlfd_core.train.
     TrainConfig`): the default pretrained model diverges at a few times these rates, so the papers' rates (tuned
-    for models trained from scratch) are scaled down; each method documents its own.
+    for models trained from scratch) are scaled down; each method documents its own. SGD rates are stated for the
+    backbone's default recipe: on a model trained at other rates (LFW's shipped model: 1/5 of them) a run scales them
+    by the same ratio (:func:`~dlfd_core.train.rate_scale`, recorded in :attr:`UnlearnResult.rate_scale`); a rate the
+    caller sets is used as set.
     """
 
     name: ClassVar[str] = ""
@@ -671,7 +691,11 @@ class Method:
         if getattr(model, "num_classes", data.num_classes) != data.num_classes:
             raise DLFDError(f"the model has {model.num_classes} classes but the data has {data.num_classes}")
         device = torch.device(device)
-        ctx = RunContext(self, device=device, seed=seed, progress=progress, should_stop=should_stop)
+        from ..train import rate_scale
+
+        ctx = RunContext(
+            self, device=device, seed=seed, progress=progress, should_stop=should_stop, rate_scale=rate_scale(model)
+        )
         ctx.check()
         start = time.perf_counter()
         # torch.manual_seed seeds every CUDA device: restore them all (and the CPU) afterwards
@@ -702,6 +726,7 @@ class Method:
             history=tuple(ctx.history),
             seconds=seconds,
             device=str(device),
+            rate_scale=ctx.rate_scale,
         )
 
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> None:

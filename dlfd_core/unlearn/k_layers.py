@@ -122,9 +122,9 @@ class _LastLayers(Method):
         body_params = [p for _, m in trained if m is not model.head for p in m.parameters()]
         for p in head_params + body_params:
             p.requires_grad_(True)
-        groups = [{"params": head_params, "lr": self.head_lr}]
+        groups = [{"params": head_params, "lr": self.head_lr * ctx.rate_scale[1]}]
         if body_params:
-            groups.append({"params": body_params, "lr": self.lr})
+            groups.append({"params": body_params, "lr": self.lr * ctx.rate_scale[0]})
         optimizer = torch.optim.SGD(groups, momentum=self.momentum, weight_decay=self.weight_decay)
         base_lrs = [g["lr"] for g in optimizer.param_groups]
         total = self.epochs * math.ceil(len(data.retain_inputs) / self.batch_size)
