@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,8 @@ import numpy as np  # noqa: E402
 
 from dlfd_core.checks import MAX_SEED, check_seed, read_flag, read_number, read_whole, shown  # noqa: E402
 from dlfd_core.errors import CancelledError, DLFDError, TooFewFacesError  # noqa: E402
-from dlfd_core.evaluate.report import METRICS  # noqa: E402
+from dlfd_core.evaluate.report import METRICS, percent  # noqa: E402
+from dlfd_core.evaluate.verdict import LIRA_ATTACK  # noqa: E402
 from dlfd_core.unlearn import create_method, method_class, method_names  # noqa: E402
 from dlfd_core.viz import attack_figure, embedding_figure, runs_figure  # noqa: E402
 
@@ -735,6 +736,14 @@ def do_run(
         raise _friendly(error, session) from None
     JOBS.done(session, record.seconds)
     log.info("run %s: %.1f s in all; %s", record.label, record.seconds, record.outcome.timings)
+    try:
+        return _run_results(page, session, record)
+    except Exception as error:  # the run is recorded; a page part that cannot be drawn gets a message, not a trace
+        raise _friendly(error, session) from None
+
+
+def _run_results(page: Page, session: studio.Session, record: studio.RunRecord) -> dict[Any, Any]:
+    """What a finished run shows: the verdict, cards, predictions, figures, the runs table and the files."""
     outputs = record.outcome.outputs
     rows = session.runs_table()
     return {
@@ -750,7 +759,7 @@ def do_run(
             gold=outputs.get("gold"),
             attack=record.attack,
         ),
-        page.runs_table: gr.update(value=[[_cell(row.get(c)) for c in RUN_COLUMNS] for row in rows]),
+        page.runs_table: gr.update(value=[_table_row(row) for row in rows]),
         page.plot_runs: runs_figure(rows),
         page.downloads: [str(path) for path in record.files.values()],
         page.run_status: f"Run {record.label} finished in {record.seconds:.1f} s.",
@@ -1144,10 +1153,18 @@ def _unknown_endpoint(request: Any, error: Exception) -> Any:
     return JSONResponse({"detail": str(error)}, status_code=404)
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3)
-    return value
+def _table_row(row: Mapping[str, Any]) -> list[Any]:
+    """A run as the runs table shows it: the cards' metrics in percent on the cards' scale (the attack named when it
+    is LiRA, as on its card), seconds to one decimal."""
+    cells = []
+    for column in RUN_COLUMNS:
+        value = row.get(column)
+        if column in studio.CARD_METRICS:
+            value = percent(value) + (" (LiRA)" if column == "attack_auc" and row.get("attack") == LIRA_ATTACK else "")
+        elif isinstance(value, float):
+            value = round(value, 1)
+        cells.append(value)
+    return cells
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def test_a_session_deletes_its_uploads_when_it_ends(tmp_path):
     assert not late.exists()
 
 
+@pytest.mark.slow  # builds the whole demo in a subprocess (11 s in a CI run)
 def test_on_a_zerogpu_space_runs_go_through_the_gpu_decorator(tmp_path):
     """With SPACES_ZERO_GPU set, app.py imports `spaces` first, runs jobs through `spaces.GPU(execute_job)` and keeps
     its own work on the CPU although `spaces` reports CUDA (a stand-in `spaces` module records the decoration and

@@ -275,6 +275,7 @@ def test_default_split_is_the_documented_draw(packed_lfw) -> None:
         assert n >= 20 and len(split.test[person]) == round(0.3 * n)
 
 
+@pytest.mark.slow  # retrains the shipped model (11 s in a CI run)
 def test_shipped_model_is_reproduced_by_its_command(tmp_path: Path) -> None:
     """The command in assets/README.md retrains the shipped LFW model (frozen layers run once per photo, so ~30 s)."""
     from dlfd_core.cli import main

@@ -13,7 +13,9 @@ from sklearn.metrics import roc_auc_score
 from dlfd_core.errors import DataError, DLFDError
 from dlfd_core.evaluate import SplitOutputs
 from dlfd_core.evaluate.attacks import LIRA_ATTACK, PhotoScores, membership_auc, membership_scores
+from dlfd_core.evaluate.report import METRICS, percent
 from dlfd_core.evaluate.shift import feature_shift
+from dlfd_core.evaluate.verdict import MIN_PHOTOS
 from dlfd_core.viz import FigureInputError, attack_figure, embedding_figure, runs_figure
 
 
@@ -198,7 +200,7 @@ def test_attack_figure_layout_and_auc_in_legend() -> None:
     assert len(histograms) == 9
     rocs = [t for t in fig.data if isinstance(t, go.Scatter) and "AUC" in t.name and "Chance" not in t.name]
     assert [t.name for t in rocs] == [
-        f"{label}: AUC {attack_auc(parts):.0%}"
+        f"{label}: AUC {percent(attack_auc(parts))}"
         for label, parts in (("Original", before), ("Unlearned", after), ("Gold", gold))
     ]
     assert sum(t.showlegend is not False for t in fig.data if t.name.startswith("Chance")) == 1
@@ -211,12 +213,23 @@ def test_attack_figure_draws_the_verdicts_scores_when_given() -> None:
     rng = np.random.default_rng(9)
     before, after, gold = (_random_parts(rng) for _ in range(3))
     # scores that rank every forgotten photo above every non-member: AUC 100%, whatever the confidences say
-    lira = PhotoScores(LIRA_ATTACK, np.full(3, 5.0), np.zeros(4))
+    lira = PhotoScores(LIRA_ATTACK, np.full(MIN_PHOTOS, 5.0), np.zeros(MIN_PHOTOS + 1))
     fig = attack_figure(before, after, forget_mode="identity", gold=gold, attack={"after": lira})
     rocs = {t.name.split(":")[0]: t for t in fig.data if isinstance(t, go.Scatter) and "AUC" in t.name}
     assert rocs["Unlearned"].name == "Unlearned: AUC 100% (LiRA)"
-    assert rocs["Original"].name == f"Original: AUC {attack_auc(before):.0%}"
+    assert rocs["Original"].name == f"Original: AUC {percent(attack_auc(before))}"
     assert "LiRA" in fig.layout.title.subtitle.text
+
+
+def test_attack_figure_draws_no_roc_from_fewer_photos_than_the_verdict_judges() -> None:
+    """The card and the verdict give no attack figure below MIN_PHOTOS photos on a side; neither does the plot."""
+    rng = np.random.default_rng(9)
+    before, after = _random_parts(rng), _random_parts(rng)
+    few = PhotoScores(LIRA_ATTACK, np.full(MIN_PHOTOS - 1, 5.0), np.zeros(50))
+    fig = attack_figure(before, after, forget_mode="identity", attack={"after": few})
+    names = [t.name for t in fig.data if isinstance(t, go.Scatter) and "AUC" in t.name]
+    assert not any(n.startswith("Unlearned") for n in names) and any(n.startswith("Original") for n in names)
+    assert any(f"fewer than {MIN_PHOTOS} photos" in a.text for a in fig.layout.annotations)
 
 
 def test_attack_figure_without_forget_photos_draws_no_roc() -> None:
@@ -225,7 +238,7 @@ def test_attack_figure_without_forget_photos_draws_no_roc() -> None:
     fig = attack_figure(parts, parts, forget_mode="identity")
     assert _axis_count(fig) == 4
     assert not [t for t in fig.data if "AUC" in t.name and "Chance" not in t.name]
-    assert any("not enough samples" in a.text for a in fig.layout.annotations)
+    assert any("not enough for an attack" in a.text for a in fig.layout.annotations)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -320,7 +333,7 @@ def test_runs_figure_groups_bars_and_separates_seconds() -> None:
         },
         {"run": "dlfd", "retain_test_acc": 0.95, "forget_train_acc": float("nan"), "unlearn_seconds": 30.5},
     ]
-    fig = runs_figure(rows)
+    fig = runs_figure(rows, metrics=("retain_test_acc", "forget_train_acc", "nomus_label_free", "unlearn_seconds"))
     assert _axis_count(fig) == 2
     assert len(fig.data) == 4  # one bar trace per run and panel
     scores = [t for t in fig.data if t.xaxis == "x"]
@@ -333,6 +346,15 @@ def test_runs_figure_groups_bars_and_separates_seconds() -> None:
     assert all(not any("seconds" in x for x in t.x) for t in scores)
     assert list(scores[0].x) == ["Accuracy on everyone else ↑", "Recognises the forgotten photos →gold", "NoMUS ↑"]
     json.loads(fig.to_json())
+
+
+def test_runs_figure_shows_the_cards_metrics_by_default() -> None:
+    cards = [name for name, spec in METRICS.items() if spec.reading]
+    row = {"run": "dlfd", **dict.fromkeys(cards, 0.5), "nomus_label_free": 0.7, "unlearn_seconds": 3.0}
+    fig = runs_figure([row])
+    scores = next(t for t in fig.data if t.xaxis == "x")
+    assert list(scores.x) == [f"{METRICS[name].title} {METRICS[name].arrow}" for name in cards]
+    assert "attack_auc" in cards and "nomus_label_free" not in cards
 
 
 def test_runs_figure_empty_and_degenerate_inputs() -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ..errors import UnknownNameError
 
-__all__ = ["METRICS", "Direction", "MetricSpec", "Report", "format_table", "metric_names", "metric_spec"]
+__all__ = ["METRICS", "Direction", "MetricSpec", "Report", "format_table", "metric_names", "metric_spec", "percent"]
 
 Direction = Literal["higher", "lower", "target"]
 
@@ -146,6 +146,15 @@ _SPECS = tuple(replace(spec, label=_LABELS.get(spec.name, ""), reading=_READINGS
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Every registered metric by name, in display order."""
+
+
+def percent(value: float | None) -> str:
+    """A share or an AUC as the page shows it: a whole percent, with one decimal within 1 % of 0 or 100 % (where a
+    whole percent would hide what matters: a verification AUC of 99.8 % against 100 %); ``"n/a"`` when undefined.
+    The cards, the verdict's text, the runs table and the attack figure's legend all use it."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.1%}" if 0 < value < 0.01 or 0.99 < value < 1 else f"{value:.0%}"
 
 
 def metric_names() -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..evaluate.report import METRICS
+from ..evaluate.report import METRICS, percent
 from ..evaluate.verdict import LIRA_ATTACK, MIN_PHOTOS, GoldComparison, Judgement
 from ..experiment import ForgetOutcome
 from .records import CARD_METRICS, Prediction, RunRecord
@@ -22,7 +22,7 @@ def display_name(identity: str) -> str:
 
 
 def _pct(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"
+    return percent(value)
 
 
 def _auc_pct(value: float) -> str:
@@ -141,8 +141,7 @@ def _card_value(value: float | None, interval: tuple[float, float] | None) -> st
     """A card's number: a share of photos or an AUC, in percent, with its 95 % interval over photos when it has one."""
     if value is None or math.isnan(value):
         return "<span class='dlfd-na' title='not enough photos to judge'>n/a</span>"
-    # near 0 or 100 % a whole percent hides what matters (a verification AUC of 99.8 % against 100 %)
-    text = f"{value:.1%}" if 0 < value < 0.01 or 0.99 < value < 1 else f"{value:.0%}"
+    text = percent(value)
     if interval is not None:
         text += (
             f" <span class='dlfd-ci' title='95% interval over photos'>[{100 * interval[0]:.0f}–"

@@ -160,6 +160,7 @@ class RunRecord:
         }
         for name in CARD_METRICS:
             row[name] = after.get(name, math.nan)
+        row["attack"] = self.outcome.reports["after"].meta.get("attack")  # which attack attack_auc comes from
         row["unlearn_seconds"] = result.seconds
         row["total_seconds"] = self.seconds
         return row

@@ -593,8 +593,18 @@ class Method:
 
     epochs: int = setting(1, "passes over the retain set", min=1, max=100)
     batch_size: int = setting(32, "photos per step", min=1, max=1024)
-    lr: float = setting(5e-4, "learning rate of the trainable backbone layers", min=0.0, max=1.0)
-    head_lr: float = setting(5e-3, "learning rate of the classification head", min=0.0, max=10.0)
+    lr: float = setting(
+        5e-4,
+        "learning rate of the trainable backbone layers (the default scales with the model's recipe)",
+        min=0.0,
+        max=1.0,
+    )
+    head_lr: float = setting(
+        5e-3,
+        "learning rate of the classification head (the default scales with the model's recipe)",
+        min=0.0,
+        max=10.0,
+    )
     momentum: float = setting(0.9, "SGD momentum", min=0.0, max=0.999)
     weight_decay: float = setting(5e-4, "L2 weight decay", min=0.0, max=1.0)
     trainable: str = setting(

@@ -35,8 +35,9 @@ from ..errors import DLFDError
 from ..evaluate.attacks import LIRA_ATTACK, PhotoScores, _pair_auc, membership_scores
 from ..evaluate.metrics import unit_rows
 from ..evaluate.outputs import check_parts
-from ..evaluate.report import METRICS
+from ..evaluate.report import METRICS, percent
 from ..evaluate.shift import distance_to_retained, feature_shift
+from ..evaluate.verdict import MIN_PHOTOS
 
 if TYPE_CHECKING:
     from ..evaluate.outputs import SplitOutputs
@@ -362,9 +363,9 @@ def attack_figure(
         member, other = (
             (judged.forget, judged.nonmember) if judged is not None else (scores["forget"], scores["nonmember"])
         )
-        if member.size == 0 or other.size == 0:
+        if min(member.size, other.size) < MIN_PHOTOS:  # the verdict's and the card's rule: no AUC from so few
             fig.add_annotation(
-                text="not enough samples<br>for an attack",
+                text=f"fewer than {MIN_PHOTOS} photos on a side:<br>not enough for an attack",
                 x=0.5,
                 y=0.5,
                 showarrow=False,
@@ -380,7 +381,7 @@ def attack_figure(
                     x=fpr,
                     y=tpr,
                     mode="lines",
-                    name=f"{label}: AUC {auc:.0%}"
+                    name=f"{label}: AUC {percent(auc)}"
                     + (" (LiRA)" if judged is not None and judged.attack == LIRA_ATTACK else ""),
                     legendrank=10 + col,
                     line={"width": 2.5, "color": _MODEL_COLOURS[label]},
@@ -459,7 +460,7 @@ def _empty_figure(title: str, message: str) -> go.Figure:
 
 def runs_figure(
     rows: Sequence[Mapping[str, Any]],
-    metrics: Sequence[str] = ("retain_test_acc", "forget_train_acc", "nomus_label_free", "unlearn_seconds"),
+    metrics: Sequence[str] = (*(name for name, spec in METRICS.items() if spec.reading), "unlearn_seconds"),
 ) -> go.Figure:
     """The runs of a session side by side: grouped bars, one group per metric, one bar per run.
 
@@ -469,7 +470,7 @@ def runs_figure(
     Args:
         rows: one mapping per run: ``row["run"]`` is its label (``"run <i>"`` when absent), ``row[metric]`` its
             values.
-        metrics: the metric names to show, in order.
+        metrics: the metric names to show, in order (by default the cards' metrics and the unlearning time).
 
     Returns:
         One bar trace per run and panel; a figure with a "No runs yet" annotation when ``rows`` is empty, or a
