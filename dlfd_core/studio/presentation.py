@@ -21,12 +21,8 @@ def display_name(identity: str) -> str:
     return identity.replace("_", " ")
 
 
-def _pct(value: float) -> str:
-    return percent(value)
-
-
 def _auc_pct(value: float) -> str:
-    return f"AUC {_pct(value)}"
+    return f"AUC {percent(value)}"
 
 
 def _detectable_text(comparison: GoldComparison, photos: str) -> str:
@@ -36,18 +32,18 @@ def _detectable_text(comparison: GoldComparison, photos: str) -> str:
     if comparison.name == "forget accuracy":
         more = "more" if comparison.difference > 0 else "fewer"
         return (
-            f"it recognises {more} of the {photos} than the gold model does ({_pct(comparison.value)} against "
-            f"{_pct(comparison.gold)}; {interval})"
+            f"it recognises {more} of the {photos} than the gold model does ({percent(comparison.value)} against "
+            f"{percent(comparison.gold)}; {interval})"
         )
     attack = _attack_words(comparison)
     if comparison.difference > 0:
         return (
             f"{attack} tells their photos from strangers' better than on the gold model "
-            f"({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
+            f"({_auc_pct(comparison.value)} against {percent(comparison.gold)}; {interval})"
         )
     return (
         f"their photos now stand out by looking *less* familiar than on the gold model, which {attack} "
-        f"detects too ({_auc_pct(comparison.value)} against {_pct(comparison.gold)}; {interval})"
+        f"detects too ({_auc_pct(comparison.value)} against {percent(comparison.gold)}; {interval})"
     )
 
 
@@ -80,7 +76,7 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
     who = ", ".join(display_name(i) for i in identities)
     several = len(identities) > 1
     photos_text = f"{photos} forgotten training {'photo' if photos == 1 else 'photos'}"
-    gold_acc = f" (the gold model: {_pct(gold.get('forget_train_acc', math.nan))})" if gold is not None else ""
+    gold_acc = f" (the gold model: {percent(gold.get('forget_train_acc', math.nan))})" if gold is not None else ""
     too_few = photos < MIN_ATTACK_PHOTOS or (judgement is not None and not judgement.comparisons)
     if too_few and photos >= MIN_ATTACK_PHOTOS and judgement is not None:  # too few non-members, a rare split
         text = f"**{who}: inconclusive, not enough photos to judge.** {judgement.reason.capitalize()}"
@@ -89,14 +85,14 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
             f"**{who}: inconclusive, not enough photos to judge.** The comparison with the gold model needs at least "
             f"{MIN_ATTACK_PHOTOS} training photos of the forgotten {'people' if several else 'person'} and there "
             f"{'is' if photos == 1 else 'are'} {photos}, so it cannot tell whether the model still knows them. The "
-            f"model now recognises {_pct(recognised)} of the {photos_text}{gold_acc}. More photos are needed for a "
+            f"model now recognises {percent(recognised)} of the {photos_text}{gold_acc}. More photos are needed for a "
             "verdict"
         )
     elif judgement is None:
         text = (
             f"**{who}: not judged.** Forgetting is judged against a gold model retrained without "
             f"{'them' if several else 'this person'}; tick 'Also train the gold model' for a verdict. The model now "
-            f"recognises {_pct(recognised)} of the {photos_text}"
+            f"recognises {percent(recognised)} of the {photos_text}"
         )
     elif judgement.outcome == "forgotten":
         accuracy, attack = judgement.comparisons
@@ -104,7 +100,7 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
             f"**{who} {'look' if several else 'looks'} forgotten**: on these {photos} photos the model behaves like "
             f"the gold model, never trained on {'them' if several else 'this person'}, to within the margin. It "
             "recognises "
-            f"{_pct(accuracy.value)} of them (gold {_pct(accuracy.gold)}); {_attack_words(attack)} scores "
+            f"{percent(accuracy.value)} of them (gold {percent(accuracy.gold)}); {_attack_words(attack)} scores "
             f"{_auc_pct(attack.value)} (gold {_auc_pct(attack.gold)}); both differences lie within "
             f"±{100 * judgement.margin:.0f} points (95% intervals)"
         )
@@ -122,7 +118,7 @@ def verdict(outcome: ForgetOutcome, identities: Sequence[str], judgement: Judgem
             f"one of {100 * judgement.margin:.0f} points or more ({'; '.join(wide)}, 95% intervals). More photos are "
             "needed for a verdict"
         )
-    text += f". Accuracy on everyone else went from {_pct(kept_before)} to {_pct(kept_after)}"
+    text += f". Accuracy on everyone else went from {percent(kept_before)} to {percent(kept_after)}"
     if kept_before - kept_after > 0.1:
         text += " — **a large loss of utility**"
     text += f"; unlearning took {outcome.result.seconds:.1f} s on the {outcome.result.device.upper()}."
@@ -164,7 +160,7 @@ _OUTCOME_LABELS = {"forgotten": "forgotten", "detectable": "not forgotten", "inc
 def _judgement_card(judgement: Judgement) -> str:
     """The verdict's evidence: each statistic unlearned → gold, and the 95 % interval of their difference."""
     rows = "".join(
-        f"<div data-comparison='{html.escape(c.name)}'>{html.escape(c.name)}: {_pct(c.value)} → {_pct(c.gold)} "
+        f"<div data-comparison='{html.escape(c.name)}'>{html.escape(c.name)}: {percent(c.value)} → {percent(c.gold)} "
         f"<span title='95% interval of unlearned − gold, paired bootstrap over photos'>"
         f"[{100 * c.interval[0]:+.0f}, {100 * c.interval[1]:+.0f}] pts</span></div>"
         for c in judgement.comparisons
