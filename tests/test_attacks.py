@@ -156,3 +156,23 @@ def test_rank_auc_matches_sklearn_and_the_bootstrap_interval_covers_it() -> None
     assert bootstrap_auc_interval(m, n, seed=0) == (low, high)  # seeded
     wider = bootstrap_auc_interval(m[:8], n[:8], seed=0)
     assert wider[1] - wider[0] > high - low  # fewer photos, wider interval
+
+
+def test_the_bootstrap_memory_does_not_grow_with_its_draws() -> None:
+    import tracemalloc
+
+    from dlfd_core.evaluate.attacks import bootstrap_auc_interval
+
+    rng = np.random.default_rng(4)
+    m, n = rng.normal(0.3, 1, 600), rng.normal(0, 1, 600)
+
+    def peak(resamples: int) -> int:
+        tracemalloc.start()
+        bootstrap_auc_interval(m, n, resamples=resamples, seed=0)
+        _, high = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return high
+
+    # Keeping every draw's resampling counts would need resamples x photos x 8 bytes (here 10 x more for 10 x the
+    # draws); only the draws' AUCs themselves may grow.
+    assert peak(4000) < 1.5 * peak(400)

@@ -228,6 +228,8 @@ def _pair_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
 
 #: Above this many member × non-member pairs the bootstrap ranks each draw instead of reusing one pair table.
 _PAIR_TABLE_LIMIT = 4_000_000
+#: Bootstrap draws resampled and scored together (bounds the count matrices at this many rows).
+_DRAWS_PER_CHUNK = 100
 
 
 def bootstrap_auc_interval(
@@ -240,14 +242,21 @@ def bootstrap_auc_interval(
     each photo was drawn, so the table is built once and every draw costs a matrix product."""
     m, n = np.asarray(members, dtype=np.float64), np.asarray(nonmembers, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    picks = [(rng.integers(0, len(m), len(m)), rng.integers(0, len(n), len(n))) for _ in range(resamples)]
-    if len(m) * len(n) <= _PAIR_TABLE_LIMIT:
-        table = (m[:, None] > n[None, :]) + 0.5 * (m[:, None] == n[None, :])
-        m_counts = np.stack([np.bincount(i, minlength=len(m)) for i, _ in picks]).astype(np.float64)
-        n_counts = np.stack([np.bincount(j, minlength=len(n)) for _, j in picks]).astype(np.float64)
-        draws = ((m_counts @ table) * n_counts).sum(axis=1) / (len(m) * len(n))
-    else:
-        draws = np.array([_pair_auc(m[i], n[j]) for i, j in picks])
+    use_table = len(m) * len(n) <= _PAIR_TABLE_LIMIT
+    table = (m[:, None] > n[None, :]) + 0.5 * (m[:, None] == n[None, :]) if use_table else None
+    draws = np.empty(resamples)
+    for start in range(0, resamples, _DRAWS_PER_CHUNK):  # memory bounded by a chunk, not by resamples x photos
+        picks = [
+            (rng.integers(0, len(m), len(m)), rng.integers(0, len(n), len(n)))
+            for _ in range(start, min(start + _DRAWS_PER_CHUNK, resamples))
+        ]
+        if table is not None:
+            m_counts = np.stack([np.bincount(i, minlength=len(m)) for i, _ in picks]).astype(np.float64)
+            n_counts = np.stack([np.bincount(j, minlength=len(n)) for _, j in picks]).astype(np.float64)
+            chunk = ((m_counts @ table) * n_counts).sum(axis=1) / (len(m) * len(n))
+        else:
+            chunk = np.array([_pair_auc(m[i], n[j]) for i, j in picks])
+        draws[start : start + len(picks)] = chunk
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     return float(low), float(high)
