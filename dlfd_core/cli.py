@@ -125,18 +125,32 @@ def _identities_arg(text: str) -> list[str]:
     return names
 
 
-def _progress_printer(label: str) -> Callable[[float, str], None]:
-    """A progress callback that writes a single updating line to stderr."""
-    last = {"pct": -1}
+#: Seconds between two progress lines when stderr is not a terminal (a log file, a cluster job's output).
+PROGRESS_LOG_INTERVAL = 30.0
+
+
+def _progress_printer(label: str, clock: Callable[[], float] = time.monotonic) -> Callable[[float, str], None]:
+    """A progress callback: on a terminal a single updating line on stderr; otherwise (output to a file) an INFO
+    log line when the stage changes, at most one per ``PROGRESS_LOG_INTERVAL`` seconds and always the last, so
+    ``-v`` makes an hour-long bench readable in its log without flooding it."""
+    last = {"pct": -1, "logged_message": None, "logged": -math.inf}
 
     def progress(fraction: float, message: str = "") -> None:
         pct = int(fraction * 100)
-        if pct != last["pct"] and sys.stderr.isatty():
-            last["pct"] = pct
-            sys.stderr.write(f"\r{label}: {pct:3d}% {message[:60]:<60}")
-            if pct >= 100:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        if sys.stderr.isatty():
+            if pct != last["pct"]:
+                last["pct"] = pct
+                sys.stderr.write(f"\r{label}: {pct:3d}% {message[:60]:<60}")
+                if pct >= 100:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+            return
+        now = clock()
+        due = message != last["logged_message"] and now - last["logged"] >= PROGRESS_LOG_INTERVAL
+        if (due or (pct >= 100 and last["pct"] < 100)) and log.isEnabledFor(logging.INFO):
+            last["logged"], last["logged_message"] = now, message
+            log.info("%s: %3d%% %s", label, pct, message)
+        last["pct"] = pct
 
     return progress
 
@@ -1134,7 +1148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else None
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
             stream=sys.stderr,
         )
         _preflight(args)
