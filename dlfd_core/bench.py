@@ -8,7 +8,7 @@ evaluated against the same gold model. Timings are wall times of this machine (s
 
 Method settings are each method's defaults, except for ResNet-18 trained from scratch, where the learning rates are
 replaced by the papers' scale (:data:`BACKBONE_OVERRIDES`): the defaults are scaled to the pretrained model's recipe,
-which would barely move a model trained from scratch at rate 0.05. A method's SGD rates then scale with the rates of
+which would barely move a model trained from scratch at rate 0.02. A method's SGD rates then scale with the rates of
 the recipe the original was trained with against the backbone's default recipe (:func:`~dlfd_core.train.rate_scale`;
 LFW's recipe: 1/5), recorded per run as ``rate_scale``.
 """
@@ -647,11 +647,23 @@ def _references_for(cell: Cell, setting_name: str) -> Any:
     references = _read_references(cell.references)
     if references.meta.get("backbone") != cell.backbone:
         return None
-    if cell.recipe is not None and references.meta.get("recipe") != dict(cell.recipe):
+    if cell.recipe is not None and not _same_recipe(references.meta.get("recipe"), cell.recipe):
         return None
     if references.meta.get("dataset") != cell.split.get("dataset"):
         return None
     return references
+
+
+def _same_recipe(saved: Any, recipe: Mapping[str, Any]) -> bool:
+    """Whether a saved recipe dict is ``recipe``, with fields added since it was saved at their defaults."""
+    from .train import config_from_dict
+
+    if not isinstance(saved, Mapping):
+        return False
+    try:
+        return config_from_dict(saved) == config_from_dict(recipe)
+    except DLFDError:
+        return False
 
 
 def _fast_paths(cache: Any, aligned: Any, device: str) -> dict[str, Any]:

@@ -483,6 +483,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, head_lr=args.head_lr)
     if args.batch_size is not None:
         config = dataclasses.replace(config, batch_size=args.batch_size)
+    if args.warmup_epochs is not None:
+        config = dataclasses.replace(config, warmup_epochs=args.warmup_epochs)
     which = "gold" if args.gold else "original"
     result = train_on_split(
         aligned,
@@ -1005,6 +1007,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_rate_arg, help="override the recipe's learning rate of the trained backbone layers")
     p.add_argument("--head-lr", type=_rate_arg, help="override the recipe's learning rate of the classification head")
     p.add_argument("--batch-size", type=_int_arg(1, 4096), help="override the recipe's photos per step")
+    p.add_argument(
+        "--warmup-epochs",
+        type=_int_arg(0, 10_000),
+        help="override the recipe's epochs of linear learning-rate warm-up before the cosine decay",
+    )
     p.add_argument(
         "--no-augment",
         action="store_true",

@@ -59,6 +59,8 @@ class TrainConfig:
             (weight imprinting) before training, so a pretrained backbone classifies well from the first step and
             the fine-tuning needs few epochs; ``"random"`` keeps the default initialisation.
         prototype_logit_scale: with prototype initialisation, the logit of a sample exactly on its class mean.
+        warmup_epochs: epochs over which the learning rates rise linearly to their value before the cosine decay
+            starts (0: none; see :func:`lr_factor`).
     """
 
     epochs: int = 8
@@ -72,6 +74,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     head_init: str = "prototypes"
     prototype_logit_scale: float = 10.0
+    warmup_epochs: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +145,14 @@ def optimiser_step(
         before_step()
     optimizer.step()
     return value
+
+
+def lr_factor(step: int, total: int, warmup: int = 0) -> float:
+    """The factor on the learning rates at ``step`` (0-based) of ``total``: a linear rise over the first ``warmup``
+    steps (``1/warmup``, ``2/warmup``, ... ``1``), then a cosine decay from 1 towards 0 over the rest."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -249,6 +260,8 @@ def train_classifier(
         raise DLFDError(f"need as many labels as crops and at least one of each, got {len(crops)} / {len(labels_t)}")
     if int(labels_t.max()) >= model.num_classes or int(labels_t.min()) < 0:
         raise DLFDError(f"labels must lie in 0..{model.num_classes - 1}")
+    if not 0.0 <= config.warmup_epochs <= config.epochs:  # NaN fails too
+        raise DLFDError(f"warmup_epochs must lie in 0..{config.epochs} (the epochs), got {config.warmup_epochs}")
     torch.manual_seed(seed)
     generator = seeded_generator(seed)
     device = torch.device(device)
@@ -271,6 +284,7 @@ def train_classifier(
     optimizer = make_optimizer(model, config)
     steps_per_epoch = math.ceil(len(inputs) / config.batch_size)
     total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(total_steps, round(config.warmup_epochs * steps_per_epoch))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -285,7 +299,7 @@ def train_classifier(
                 raise CancelledError("training was cancelled")
             index = order[first : first + config.batch_size]
             y = labels_t[index].to(device)
-            scale = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            scale = lr_factor(step, total_steps, warmup_steps)
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * scale
             if activations is not None:
@@ -385,7 +399,7 @@ def rate_scale(model: nn.Module) -> tuple[float, float]:
 def default_config(backbone: str) -> TrainConfig:
     """The recipe for a backbone: fine-tune the last stage of a pretrained one, train ResNet-18 fully from scratch."""
     if backbone == "resnet18":
-        return TrainConfig(epochs=30, lr=0.05, head_lr=0.05, trainable="all", head_init="random")
+        return TrainConfig(epochs=30, lr=0.02, head_lr=0.02, trainable="all", head_init="random")
     return TrainConfig()
 
 
