@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train import lr_factor
 from .base import Method, RunContext, UnlearnData, register_method, setting
 from .retrain import initial_model
 
@@ -137,7 +138,7 @@ class _LastLayers(Method):
             for x, y in ctx.batches(data.retain_inputs, data.retain_labels, self.batch_size):
                 if config.augment is not None:
                     x = augment_batch(x, config.augment, ctx.generator)
-                scale = 0.5 * (1.0 + math.cos(math.pi * step / total))
+                scale = lr_factor(step, total)
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * scale
                 with ctx.autocast():
