@@ -689,9 +689,9 @@ def summarise(
             continue
         per_model = groups.setdefault((r["backbone"], r["setting"]), {}).setdefault(r["model"], {})
         for name in metrics:
-            value = r["metrics"].get(name, math.nan)
-            if value is not None and not math.isnan(value):
-                per_model.setdefault(name, []).append(float(value))
+            value = metric_value(r, name)
+            if not math.isnan(value):
+                per_model.setdefault(name, []).append(value)
     out: dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]] = {}
     for key, models in groups.items():
         out[key] = {
@@ -755,10 +755,24 @@ SIGNIFICANCE_METRICS = (
     "retain_test_acc",
     "forget_acc_gap_to_gold",
     "attack_auc_gap_to_gold",
+    "attack_auc_abs_gap_to_gold",
     "label_free_mia_acc",
     "forget_feature_moved",
     "unlearn_seconds",
 )
+
+
+def metric_value(record: Mapping[str, Any], metric: str) -> float:
+    """``record``'s value of ``metric``, NaN where it was not measured. ``attack_auc_abs_gap_to_gold`` is derived
+    here (so that JSONs written before it render it too): how far the attack AUC is from the gold model's on either
+    side. Averaged over seeds, the signed gap lets a model that overshoots on one seed and falls short on another
+    look like gold; the absolute gap does not."""
+    metrics = record["metrics"]
+    if metric == "attack_auc_abs_gap_to_gold":
+        gap = metrics.get("attack_auc_gap_to_gold")
+        return math.nan if gap is None else abs(float(gap))
+    value = metrics.get(metric)
+    return math.nan if value is None else float(value)
 
 
 def paired_differences(
@@ -769,9 +783,9 @@ def paired_differences(
     for r in records:
         if r["backbone"] != backbone or r["setting"] != setting_name or r["model"] not in values or "error" in r:
             continue
-        value = r["metrics"].get(metric, math.nan)
-        if value is not None and not math.isnan(value):
-            values[r["model"]][r["seed"]] = float(value)
+        value = metric_value(r, metric)
+        if not math.isnan(value):
+            values[r["model"]][r["seed"]] = value
     seeds = sorted(set(values[reference]) & set(values[other]))
     return np.asarray([values[other][s] - values[reference][s] for s in seeds], dtype=np.float64)
 
@@ -822,9 +836,9 @@ def _headline(records: Sequence[Mapping[str, Any]], backbone: str, setting_name:
         if r.get("attack"):
             attacks.add(str(r["attack"]))
         for metric in SIGNIFICANCE_METRICS:
-            value = r["metrics"].get(metric)
-            if value is not None and not math.isnan(value):
-                values.setdefault(metric, []).append(float(value))
+            value = metric_value(r, metric)
+            if not math.isnan(value):
+                values.setdefault(metric, []).append(value)
     attack = {
         "lira": "offline LiRA against the shipped reference statistics",
         "confidence": "the reference-free logit-confidence AUC",

@@ -167,3 +167,21 @@ def test_a_diverged_model_is_recorded_as_not_judged_and_the_bench_goes_on():
     record = _judged(diverged, gold, SimpleNamespace(forget_mode="identity"), seed=0)
     assert record["judgement"] == "not judged" and math.isnan(record["metrics"]["attack_auc"])
     assert _judged(gold, gold, SimpleNamespace(forget_mode="identity"), seed=0)["judgement"] == "forgotten"
+
+
+def test_the_absolute_attack_gap_does_not_let_an_overshoot_cancel_a_shortfall() -> None:
+    """A model ±0.2 from gold on alternate seeds has a signed mean gap of 0 but is 0.2 from gold on every seed."""
+    from dlfd_core.bench import metric_value, paired_differences
+
+    gaps = {"dlfd": [0.05, 0.05, 0.05, 0.05], "other": [0.2, -0.2, 0.2, -0.2]}
+    records = [_record(m, s, 0.5) for m, values in gaps.items() for s in range(4)]
+    for r in records:
+        r["metrics"]["attack_auc_gap_to_gold"] = gaps[r["model"]][r["seed"]]
+    assert metric_value(records[4], "attack_auc_abs_gap_to_gold") == pytest.approx(0.2)
+    assert math.isnan(metric_value(_record("x", 0, 0.5), "attack_auc_abs_gap_to_gold"))  # no attack: not measured
+    signed = paired_differences(records, "b", "identity", "dlfd", "other", "attack_auc_gap_to_gold")
+    absolute = paired_differences(records, "b", "identity", "dlfd", "other", "attack_auc_abs_gap_to_gold")
+    np.testing.assert_allclose(signed, [0.15, -0.25, 0.15, -0.25])
+    np.testing.assert_allclose(absolute, [0.15, 0.15, 0.15, 0.15])
+    table = format_markdown(records)
+    assert "attack_auc_abs_gap_to_gold" in table and "+0.150 (every seed)" in table
